@@ -1,0 +1,154 @@
+package mpauthx_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seeda8e74ca0/mpauthx"
+	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
+)
+
+// The Redis servers the suite runs against: always an in-process miniredis;
+// also a real server when MPAUTHX_REDIS_ADDR is set, and a Redis Cluster
+// when MPAUTHX_REDIS_CLUSTER holds its comma-separated seed addresses.
+const (
+	envRedisAddr    = "MPAUTHX_REDIS_ADDR"
+	envRedisCluster = "MPAUTHX_REDIS_CLUSTER"
+)
+
+// backend opens one kind of Redis for a test.
+type backend struct {
+	name string
+	open func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis)
+}
+
+// backends lists the Redis servers available to this run.
+func backends() []backend {
+	bs := []backend{{name: "miniredis", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+		mr := miniredis.RunT(t)
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+		return rdb, mr
+	}}}
+	if addr := os.Getenv(envRedisAddr); addr != "" {
+		bs = append(bs, backend{name: "redis", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+			rdb := redis.NewClient(&redis.Options{Addr: addr})
+			t.Cleanup(func() { rdb.Close() })
+			return rdb, nil
+		}})
+	}
+	if addrs := os.Getenv(envRedisCluster); addrs != "" {
+		bs = append(bs, backend{name: "cluster", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+			rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+			t.Cleanup(func() { rdb.Close() })
+			return rdb, nil
+		}})
+	}
+	return bs
+}
+
+// env is one test's world: a fake WeChat, a Redis, a SQLite file and a
+// Client using them.
+type env struct {
+	wx  *mpauthxtest.Server
+	rdb redis.UniversalClient
+	mr  *miniredis.Miniredis // nil on a real Redis
+	db  *sql.DB
+	cfg mpauthx.Config
+	c   *mpauthx.Client
+}
+
+// forEachRedis runs f in a subtest per backend, each with a fresh env
+// whose Config tweak may change before New.
+func forEachRedis(t *testing.T, tweak func(*mpauthx.Config), f func(t *testing.T, e *env)) {
+	t.Helper()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			f(t, newEnv(t, b, tweak))
+		})
+	}
+}
+
+// newEnv builds an env on backend b. Each env has its own random Sku, so
+// tests sharing a real Redis never see each other's keys.
+func newEnv(t *testing.T, b backend, tweak func(*mpauthx.Config)) *env {
+	t.Helper()
+	e := &env{}
+	e.wx = mpauthxtest.NewServer("wx-test-app", "s3cr3t-app-secret-value")
+	t.Cleanup(e.wx.Close)
+	e.rdb, e.mr = b.open(t)
+	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e.db = db
+	e.cfg = mpauthx.Config{
+		AppID:     e.wx.AppID,
+		AppSecret: e.wx.AppSecret,
+		Sku:       "sku-" + rand.Text()[:10],
+		Redis:     e.rdb,
+		DB:        db,
+		APIBase:   e.wx.URL,
+	}
+	if tweak != nil {
+		tweak(&e.cfg)
+	}
+	c, err := mpauthx.New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e.c = c
+	return e
+}
+
+// user registers a WeChat user with a unique openid built from name.
+func (e *env) user(name string) mpauthxtest.User {
+	return e.wx.AddUser(mpauthxtest.User{OpenID: "o" + name + "-" + rand.Text()[:8], NickName: name, City: "Guangzhou", Country: "CN", Province: "Guangdong", Language: "zh_CN", Gender: 1})
+}
+
+// login logs u in with Authorize and fails the test on error.
+func (e *env) login(t *testing.T, u mpauthxtest.User) string {
+	t.Helper()
+	data, iv := e.wx.UserInfo(u.OpenID)
+	res, err := e.c.Authorize(context.Background(), e.wx.Code(u.OpenID), data, iv)
+	if err != nil {
+		t.Fatalf("Authorize: %v", err)
+	}
+	return res.Response
+}
+
+// key is the Redis key documented for userID's session.
+func (e *env) key(userID string) string {
+	return "mpauthx:{" + userID + "|" + e.cfg.Sku + "}:session"
+}
+
+// advance moves Redis's clock by d: miniredis fast-forwards, a real server
+// is waited for.
+func (e *env) advance(d time.Duration) {
+	if e.mr != nil {
+		e.mr.FastForward(d)
+		return
+	}
+	time.Sleep(d)
+}
+
+// valid reports IsTokenValid and fails the test on error.
+func (e *env) valid(t *testing.T, token string) bool {
+	t.Helper()
+	ok, err := e.c.IsTokenValid(context.Background(), token)
+	if err != nil {
+		t.Fatalf("IsTokenValid: %v", err)
+	}
+	return ok
+}

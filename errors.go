@@ -1,0 +1,116 @@
+package mpauthx
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// ErrClosed is wrapped by the *Error every method returns once Close has
+// been called.
+var ErrClosed = errors.New("mpauthx: client is closed")
+
+// Error is the error returned by the Client's methods: every failure is, or
+// wraps, an *Error. Code is the status code to report to the mini program,
+// Message a short description that is safe to show to it, and Err the cause,
+// if any (errors.Unwrap returns it). Neither Message nor Err ever contains the
+// app secret, a session_key or a token.
+type Error struct {
+	Code    StatusCode
+	Message string
+	Err     error
+}
+
+// Error returns "mpauthx: <message> (<code>)" followed by the cause, if any.
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Code.Message()
+	}
+	s := "mpauthx: " + msg + " (" + strconv.Itoa(int(e.Code)) + ")"
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// newError returns an *Error with code, message and cause.
+func newError(code StatusCode, msg string, cause error) *Error {
+	return &Error{Code: code, Message: msg, Err: cause}
+}
+
+// Code returns the status code of err: StatusSuccess for nil, the code of the
+// outermost *Error in err's chain, else StatusUnknownError.
+func Code(err error) StatusCode {
+	if err == nil {
+		return StatusSuccess
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return StatusUnknownError
+}
+
+// ErrorResult returns the Result to send as a JSON error reply for err:
+// its code, its *Error's message (never the cause, which may describe the
+// server's internals) and an empty token. For nil it returns a success
+// Result with no token.
+func ErrorResult(err error) Result {
+	code := Code(err)
+	msg := code.Message()
+	var e *Error
+	if errors.As(err, &e) && e.Message != "" {
+		msg = e.Message
+	}
+	return Result{StatusCode: code, StatusMessage: msg}
+}
+
+// WeChatError is an errcode returned by WeChat's API, inside an HTTP 200.
+// The Client returns it wrapped in an *Error with code
+// StatusSessionKeyRequestError; find it with errors.As.
+type WeChatError struct {
+	ErrCode int
+	ErrMsg  string
+}
+
+// Error returns "wechat: errcode N: errmsg".
+func (e *WeChatError) Error() string {
+	return fmt.Sprintf("wechat: errcode %d: %s", e.ErrCode, e.ErrMsg)
+}
+
+// WeChat errcodes of code2session.
+const (
+	ErrCodeBusy          = -1    // system busy; mpauthx retries it
+	ErrCodeInvalidCode   = 40029 // the code is invalid
+	ErrCodeCodeUsed      = 40163 // the code has been used already
+	ErrCodeRateLimited   = 45011 // too many calls
+	ErrCodeHighRiskUser  = 40226 // the user is blocked as high-risk
+	ErrCodeInvalidAppID  = 40013 // AppID is wrong
+	ErrCodeInvalidSecret = 40125 // AppSecret is wrong
+)
+
+// weChatErrText describes the known errcodes for Error.Message.
+func weChatErrText(code int) string {
+	switch code {
+	case ErrCodeBusy:
+		return "WeChat is busy"
+	case ErrCodeInvalidCode:
+		return "invalid code"
+	case ErrCodeCodeUsed:
+		return "code already used"
+	case ErrCodeRateLimited:
+		return "rate limited by WeChat"
+	case ErrCodeHighRiskUser:
+		return "user blocked as high-risk"
+	case ErrCodeInvalidAppID:
+		return "invalid appid"
+	case ErrCodeInvalidSecret:
+		return "invalid app secret"
+	default:
+		return "WeChat error"
+	}
+}

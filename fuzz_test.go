@@ -1,0 +1,225 @@
+package mpauthx
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// The seed corpora of these targets also live in testdata/fuzz/<target>/,
+// with any input that once found a bug; plain `go test` replays them all.
+
+func FuzzDecryptUserInfo(f *testing.F) {
+	f.Add(sampleSessionKey, sampleEncryptedData, sampleIV)
+	f.Add(b64(testKey), encrypt(f, testProfile), b64(testIV))
+	f.Add(b64(testKey), encrypt(f, `{"watermark":{"appid":"`+sampleAppID+`"}}`), b64(testIV))
+	f.Add(b64(testKey), encryptRaw(f, testKey, testIV, withPad(0)), b64(testIV))
+	f.Add(b64(testKey), encryptRaw(f, testKey, testIV, withPad(3, 2, 3)), b64(testIV))
+	f.Add(b64(testKey), encrypt(f, "[]"), b64(testIV))
+	f.Add("", "", "")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAAAA==")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAA==")
+	f.Add("not base64!", sampleEncryptedData, sampleIV)
+	f.Fuzz(func(t *testing.T, sessionKey, encryptedData, iv string) {
+		u, err := DecryptUserInfo(sampleAppID, sessionKey, encryptedData, iv)
+		if err != nil {
+			if u != nil {
+				t.Errorf("DecryptUserInfo returned %+v with error %v", u, err)
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Code != StatusDecryptError || Code(err) != StatusDecryptError {
+				t.Fatalf("err = %v (%T), want an *Error with code 6011", err, err)
+			}
+			// A well-formed session key never shows in the error text.
+			if len(sessionKey) == 24 && strings.HasSuffix(sessionKey, "==") && strings.Contains(err.Error(), sessionKey) {
+				t.Errorf("error text %q holds the session key", err)
+			}
+			return
+		}
+		if u == nil {
+			t.Fatal("DecryptUserInfo = nil, nil")
+		}
+		if u.Watermark.AppID != sampleAppID {
+			t.Errorf("watermark appid = %q, want %q", u.Watermark.AppID, sampleAppID)
+		}
+	})
+}
+
+// FuzzDecryptPlaintext fuzzes what lies behind the cipher: plaintexts
+// encrypted with a known key, so that the JSON and watermark checks see
+// arbitrary input (random ciphertexts almost never get past the padding).
+func FuzzDecryptPlaintext(f *testing.F) {
+	f.Add([]byte(testProfile))
+	f.Add([]byte(`{"watermark":{"appid":"wxtest"}}`))
+	f.Add([]byte(`{"watermark":{"appid":"wxother"}}`))
+	f.Add([]byte(`{"watermark":null}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(``))
+	f.Add([]byte(strings.Repeat("[", 20000)))
+	f.Fuzz(func(t *testing.T, plain []byte) {
+		data := encryptRaw(t, testKey, testIV, pkcs7(plain))
+		u, err := DecryptUserInfo("wxtest", b64(testKey), data, b64(testIV))
+		if err != nil {
+			if Code(err) != StatusDecryptError || !(errors.Is(err, errNotJSON) || errors.Is(err, errWatermark)) {
+				t.Fatalf("err = %v, want 6011 with errNotJSON or errWatermark", err)
+			}
+			return
+		}
+		if u == nil || u.Watermark.AppID != "wxtest" {
+			t.Fatalf("DecryptUserInfo = %+v, want watermark appid wxtest", u)
+		}
+	})
+}
+
+func FuzzParseSessionReply(f *testing.F) {
+	f.Add([]byte(`{"openid":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","session_key":"tiihtNczf5v6AKRyjwEUhQ==","unionid":"ocMvos6NjeKLIBqg5Mr9QjxrP1FA"}`))
+	f.Add([]byte(`{"openid":"o","session_key":"k"}`))
+	f.Add([]byte(` {"errcode":0,"errmsg":"ok","openid":"o","session_key":"k"} `))
+	f.Add([]byte(`{"errcode":-1,"errmsg":"system error"}`))
+	f.Add([]byte(`{"errcode":40029,"errmsg":"invalid code"}`))
+	f.Add([]byte(`{"errcode":40163,"errmsg":"` + strings.Repeat("中", 100) + `"}`))
+	f.Add([]byte("{\"errcode\":45011,\"errmsg\":\"\xff\xfe\"}"))
+	f.Add([]byte(`{"openid":"o|x","session_key":"k"}`))
+	f.Add([]byte(`{"openid":"o","session_key":"k","unionid":"u|x"}`))
+	f.Add([]byte(`{"openid":"o\u0000","session_key":"k"}`))
+	f.Add([]byte(`{"errcode":"40029"}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(``))
+	f.Add([]byte(`<html></html>`))
+	f.Add([]byte(strings.Repeat("[", 20000)))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s, err := parseSessionReply(body)
+		if err != nil {
+			if s != (session{}) {
+				t.Errorf("parseSessionReply returned %+v with error %v", s, err)
+			}
+			var e *Error
+			var we *WeChatError
+			switch {
+			case errors.As(err, &e):
+				switch e.Code {
+				case StatusResponseIsNull, StatusJSONParseError, StatusSessionKeyRequestError:
+				default:
+					t.Fatalf("err = %v: code %d, want 6003, 6004 or 6008", err, e.Code)
+				}
+			case errors.As(err, &we):
+				if we.ErrCode == 0 {
+					t.Errorf("*WeChatError with errcode 0: %v", we)
+				}
+				if len(we.ErrMsg) > maxErrMsgLen {
+					t.Errorf("ErrMsg is %d bytes, over %d", len(we.ErrMsg), maxErrMsgLen)
+				}
+				if !utf8.ValidString(we.ErrMsg) {
+					t.Errorf("ErrMsg %q is not valid UTF-8", we.ErrMsg)
+				}
+			default:
+				t.Fatalf("err = %v (%T), want an *Error or a *WeChatError", err, err)
+			}
+			return
+		}
+		if s.openID == "" || s.sessionKey == "" {
+			t.Fatalf("parseSessionReply = %+v, nil: openid or session_key empty", s)
+		}
+		if !validUserID(s.openID) {
+			t.Errorf("openid %q is not a valid user ID", s.openID)
+		}
+		if s.unionID != "" && !validUserID(s.unionID) {
+			t.Errorf("unionid %q is not a valid user ID", s.unionID)
+		}
+	})
+}
+
+func FuzzToken(f *testing.F) {
+	f.Add("oGZUI0egBJY1zhBYw2KhdUfwVJJE|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	f.Add("a|b|c|d")
+	f.Add("||")
+	f.Add("|")
+	f.Add("")
+	f.Add("no pipe")
+	f.Add("中文|sku|会话")
+	f.Add("\xff|sku|\xfe")
+	c := &Client{sku: "sku"}
+	f.Fuzz(func(t *testing.T, token string) {
+		userID, sku, session, ok := splitToken(token)
+		openID := c.ExtractOpenID(token)
+		gotSku := c.ExtractSku(token)
+		if !strings.HasPrefix(token, openID) {
+			t.Errorf("ExtractOpenID(%q) = %q, not a prefix", token, openID)
+		}
+		if strings.Contains(openID, "|") {
+			t.Errorf("ExtractOpenID(%q) = %q holds a '|'", token, openID)
+		}
+		if openID == "" && strings.Contains(token, "|") && !strings.HasPrefix(token, "|") {
+			t.Errorf("ExtractOpenID(%q) = \"\" for a token with a '|'", token)
+		}
+		if ok {
+			if userID+"|"+sku+"|"+session != token {
+				t.Errorf("splitToken(%q) = %q, %q, %q: does not rejoin", token, userID, sku, session)
+			}
+			if strings.Count(token, "|") != 2 {
+				t.Errorf("splitToken(%q) ok with %d '|'", token, strings.Count(token, "|"))
+			}
+			if gotSku != sku {
+				t.Errorf("ExtractSku(%q) = %q, want %q", token, gotSku, sku)
+			}
+			if openID != userID {
+				t.Errorf("ExtractOpenID(%q) = %q, want %q", token, openID, userID)
+			}
+		} else {
+			if userID != "" || sku != "" || session != "" {
+				t.Errorf("splitToken(%q) = %q, %q, %q with ok false", token, userID, sku, session)
+			}
+			if gotSku != "" {
+				t.Errorf("ExtractSku(%q) = %q for a token without three parts", token, gotSku)
+			}
+			if strings.Count(token, "|") == 2 {
+				t.Errorf("splitToken(%q) not ok with exactly two '|'", token)
+			}
+		}
+		if u, s, pok := c.parse(token); pok {
+			if !ok || sku != "sku" || u != userID || s != session || !validUserID(u) || !validSession(s) {
+				t.Errorf("parse(%q) = %q, %q, true; inconsistent with splitToken", token, u, s)
+			}
+		}
+	})
+}
+
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer x")
+	f.Add("bearer oABC|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	f.Add("BEARER  x ")
+	f.Add("Bearer")
+	f.Add("Bearer ")
+	f.Add("Bearer\tx")
+	f.Add("Basic dXNlcjpwYXNz")
+	f.Add("")
+	f.Add("Bearer \u00a0x\u3000")
+	f.Add("Bearer \xff")
+	f.Fuzz(func(t *testing.T, h string) {
+		token, ok := bearerToken(h)
+		if !ok {
+			if token != "" {
+				t.Errorf("bearerToken(%q) = %q, false", h, token)
+			}
+			return
+		}
+		if token == "" {
+			t.Fatalf("bearerToken(%q) = \"\", true", h)
+		}
+		if strings.TrimSpace(token) != token {
+			t.Errorf("bearerToken(%q) = %q: leading or trailing space", h, token)
+		}
+		if !strings.Contains(h, token) {
+			t.Errorf("bearerToken(%q) = %q: not part of the header", h, token)
+		}
+		if trimmed := strings.TrimSpace(h); len(trimmed) < 7 || !strings.EqualFold(trimmed[:7], "Bearer ") {
+			t.Errorf("bearerToken(%q) = %q, true without the Bearer scheme", h, token)
+		}
+		if again, ok := bearerToken("Bearer " + token); !ok || again != token {
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, true", "Bearer "+token, again, ok, token)
+		}
+	})
+}

@@ -1,0 +1,203 @@
+// Package mpauthx logs WeChat mini-program users in and checks their access
+// tokens.
+//
+// A mini program calls wx.login and sends the code (and, for the old
+// profile flow, encryptedData and iv) to your login handler, which calls
+// Client.Authorize or Client.AuthorizeCode. mpauthx exchanges the code with
+// WeChat's code2session, decrypts and checks the profile, registers the user
+// in an SQL table and returns an access token "<userID>|<sku>|<session>"
+// stored in Redis with a TTL. Request handlers then check tokens with
+// Client.IsTokenValid or the Client.Middleware.
+//
+// Every failure is an *Error carrying one of the status codes of the Node.js
+// original (StatusDatabaseError, StatusSessionKeyRequestError, …); Code and
+// ErrorResult turn an error into the code and the JSON reply the mini program
+// expects. Secrets (the app secret, session keys, tokens) never appear in
+// errors or logs.
+//
+// The package is safe for concurrent use: a busy backend shares one Client
+// between all its goroutines.
+package mpauthx
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config configures a Client. Zero values mean the documented defaults;
+// AppID, AppSecret, Sku and DB are required.
+type Config struct {
+	// AppID and AppSecret are the mini program's credentials (required).
+	AppID     string
+	AppSecret string
+	// Sku names the product the tokens are for (required, without '|').
+	// Tokens of another Sku are not valid for this Client.
+	Sku string
+	// TokenTTL is the lifetime of a token: 0 means DefaultTokenTTL (72 h).
+	// Negative values and values under a millisecond are refused.
+	TokenTTL time.Duration
+	// Redis stores the tokens: a *redis.Client, *redis.ClusterClient or
+	// *redis.Ring. The Client never closes it. When nil, New dials
+	// RedisAddr (default DefaultRedisAddr) with RedisPassword, and Close
+	// closes that connection.
+	Redis         redis.UniversalClient
+	RedisAddr     string
+	RedisPassword string
+	// DB holds the user table (required): open it with OpenSQLite, or
+	// create the table with Schema. The Client never closes it.
+	DB *sql.DB
+	// APIBase is WeChat's API server: "" means DefaultAPIBase. Point it at
+	// an mpauthxtest.Server in tests.
+	APIBase string
+	// HTTPClient calls WeChat: nil means a client with a
+	// DefaultHTTPTimeout timeout.
+	HTTPClient *http.Client
+	// Logger receives warnings about failures (never a secret or token):
+	// nil means no logging.
+	Logger *slog.Logger
+}
+
+// String returns the Config with the secrets redacted, so that printing
+// or logging a Config does not leak them.
+func (cfg Config) String() string {
+	return fmt.Sprintf("mpauthx.Config{AppID:%q AppSecret:REDACTED Sku:%q TokenTTL:%v RedisAddr:%q APIBase:%q}",
+		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, cfg.APIBase)
+}
+
+// LogValue implements slog.LogValuer with the secrets redacted.
+func (cfg Config) LogValue() slog.Value {
+	return slog.StringValue(cfg.String())
+}
+
+// Client logs users in and checks their tokens. It is safe for concurrent
+// use; create one with New and share it.
+type Client struct {
+	appID, secret, sku string
+	ttl                time.Duration
+	sessionURL         string
+	hc                 *http.Client
+	rdb                redis.UniversalClient
+	ownRedis           bool // New dialed rdb: Close closes it
+	store              *store
+	log                *slog.Logger
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg and returns a Client. It verifies that cfg.DB holds the
+// user table (and says how to create it if not) but does not contact Redis
+// or WeChat: a Redis that is down at start-up fails calls with
+// StatusDatabaseError until it comes up. Configuration mistakes are plain
+// errors naming the field.
+func New(cfg Config) (*Client, error) {
+	switch {
+	case cfg.AppID == "":
+		return nil, errors.New("mpauthx: Config.AppID is required")
+	case cfg.AppSecret == "":
+		return nil, errors.New("mpauthx: Config.AppSecret is required")
+	case cfg.Sku == "":
+		return nil, errors.New("mpauthx: Config.Sku is required")
+	case strings.Contains(cfg.Sku, "|"):
+		return nil, errors.New("mpauthx: Config.Sku must not contain '|'")
+	case cfg.TokenTTL < 0:
+		return nil, errors.New("mpauthx: Config.TokenTTL must not be negative")
+	case cfg.TokenTTL > 0 && cfg.TokenTTL < time.Millisecond:
+		return nil, errors.New("mpauthx: Config.TokenTTL must be at least 1ms")
+	case cfg.DB == nil:
+		return nil, errors.New("mpauthx: Config.DB is required (see OpenSQLite)")
+	}
+	base := cfg.APIBase
+	if base == "" {
+		base = DefaultAPIBase
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", base)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
+	defer cancel()
+	st, err := newStore(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		appID:      cfg.AppID,
+		secret:     cfg.AppSecret,
+		sku:        cfg.Sku,
+		ttl:        cfg.TokenTTL,
+		sessionURL: strings.TrimRight(base, "/") + "/sns/jscode2session",
+		hc:         cfg.HTTPClient,
+		rdb:        cfg.Redis,
+		store:      st,
+		log:        cfg.Logger,
+	}
+	if c.ttl == 0 {
+		c.ttl = DefaultTokenTTL
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Timeout: DefaultHTTPTimeout}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.rdb == nil {
+		addr := cfg.RedisAddr
+		if addr == "" {
+			addr = DefaultRedisAddr
+		}
+		c.rdb = redis.NewClient(&redis.Options{Addr: addr, Password: cfg.RedisPassword})
+		c.ownRedis = true
+	}
+	return c, nil
+}
+
+// Close releases what New opened: the Redis connection New dialed, if any.
+// It never closes Config.Redis or Config.DB. It is idempotent; the
+// Client's methods fail with an *Error wrapping ErrClosed afterwards.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if c.ownRedis {
+			c.closeErr = c.rdb.Close()
+		}
+	})
+	return c.closeErr
+}
+
+// checkOpen fails once Close has been called.
+func (c *Client) checkOpen() error {
+	if c.closed.Load() {
+		return newError(StatusUnknownError, "client is closed", ErrClosed)
+	}
+	return nil
+}
+
+// fail logs err and returns it with its Result, so that a handler can send
+// the Result as it is.
+func (c *Client) fail(ctx context.Context, err error) (Result, error) {
+	c.logFailure(ctx, err)
+	return ErrorResult(err), err
+}
+
+// logFailure logs a failure at warning level. Errors never hold secrets.
+func (c *Client) logFailure(ctx context.Context, err error) {
+	code := Code(err)
+	if code == StatusRequiredParamsMissing || code == StatusUserNotExist {
+		return // the caller's mistake, not the service's
+	}
+	c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: call failed",
+		slog.Int("status_code", int(code)), slog.String("error", err.Error()))
+}

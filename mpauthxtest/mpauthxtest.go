@@ -1,0 +1,487 @@
+// Package mpauthxtest provides a fake WeChat code2session server for
+// testing code that logs WeChat mini-program users in, in the style of
+// net/http/httptest.
+//
+// A Server answers GET /sns/jscode2session like WeChat does: with
+// Content-Type text/plain and a JSON body holding either
+// {"openid","session_key","unionid"} or {"errcode","errmsg"}. Tests
+// register users with AddUser, hand out single-use login codes with Code,
+// and produce the encryptedData/iv pair a mini-program would send with
+// UserInfo or EncryptFor. FailNext queues faults (HTTP errors, WeChat
+// error codes, malformed bodies, delays) for the next requests.
+//
+// A login-handler test using it with mpauthx looks like this:
+//
+//	func TestLogin(t *testing.T) {
+//		srv := mpauthxtest.NewServer("wxappid", "secret")
+//		defer srv.Close()
+//		u := srv.AddUser(mpauthxtest.User{OpenID: "o1", NickName: "Ann"})
+//		code := srv.Code(u.OpenID)
+//		data, iv := srv.UserInfo(u.OpenID)
+//
+//		c, err := mpauthx.New(mpauthx.Config{
+//			AppID:     srv.AppID,
+//			AppSecret: srv.AppSecret,
+//			APIBase:   srv.URL,
+//			Sku:       "test",
+//			DB:        db,    // e.g. from mpauthx.OpenSQLite
+//			Redis:     rdb,   // e.g. a miniredis-backed client
+//		})
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer c.Close()
+//		res, err := c.Authorize(context.Background(), code, data, iv)
+//		if err != nil || c.ExtractOpenID(res.Response) != "o1" {
+//			t.Fatalf("Authorize = %+v, %v", res, err)
+//		}
+//
+//		// The code is single-use, and WeChat can fail:
+//		srv.FailNext(1, mpauthxtest.Fault{ErrCode: 45011})
+//		if _, err := c.Authorize(context.Background(), srv.Code("o1"), data, iv); err == nil {
+//			t.Fatal("Authorize succeeded although WeChat failed")
+//		}
+//	}
+//
+// Codes deliberately contain characters that must be escaped in a URL
+// query ('+' and '='), so a client that builds the query string by hand
+// without escaping fails every time rather than occasionally.
+package mpauthxtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Code2SessionPath is the path the Server answers code2session on,
+// relative to Server.URL.
+const Code2SessionPath = "/sns/jscode2session"
+
+// Error codes the Server answers with on its own. Any other code can be
+// sent with a Fault.
+const (
+	ErrCodeSystemError      = -1    // "system error"
+	ErrCodeInvalidGrantType = 40002 // grant_type is not "authorization_code"
+	ErrCodeInvalidAppID     = 40013 // appid is not Server.AppID
+	ErrCodeInvalidCode      = 40029 // js_code is unknown
+	ErrCodeInvalidSecret    = 40125 // secret is not Server.AppSecret
+	ErrCodeCodeUsed         = 40163 // js_code was already exchanged
+	ErrCodeMissingCode      = 41008 // js_code is missing
+	ErrCodeRateLimited      = 45011 // "api minute-quota reach limit"
+)
+
+// errMsgs holds realistic messages for the known error codes. The server
+// appends ", rid: ..." like WeChat does.
+var errMsgs = map[int]string{
+	ErrCodeSystemError:      "system error",
+	ErrCodeInvalidGrantType: "invalid grant_type",
+	ErrCodeInvalidAppID:     "invalid appid",
+	ErrCodeInvalidCode:      "invalid code",
+	ErrCodeInvalidSecret:    "invalid appsecret",
+	ErrCodeCodeUsed:         "code been used",
+	ErrCodeMissingCode:      "missing code",
+	ErrCodeRateLimited:      "api minute-quota reach limit mustslower retry next minute",
+	41002:                   "appid missing",
+	41004:                   "appsecret missing",
+}
+
+// Server is a fake WeChat code2session endpoint. Its methods are safe
+// for concurrent use. Create one with NewServer and Close it when done.
+type Server struct {
+	URL       string // base URL, e.g. http://127.0.0.1:PORT; use as mpauthx Config.APIBase
+	AppID     string // the only appid the server accepts
+	AppSecret string // the only secret the server accepts
+
+	srv       *httptest.Server
+	closed    chan struct{} // closed by Close; ends pending fault delays
+	closeOnce sync.Once
+	requests  atomic.Int64
+
+	mu     sync.Mutex
+	users  map[string]User       // by OpenID
+	codes  map[string]*codeState // by code
+	faults []Fault               // queue, front first
+}
+
+// codeState is what the server knows about a login code.
+type codeState struct {
+	openID string
+	used   bool
+}
+
+// User is a registered WeChat user.
+type User struct {
+	// OpenID identifies the user within the mini-program. It is required:
+	// AddUser panics when it is empty, as that is a mistake in the test.
+	OpenID string
+	// UnionID is optional. When set, code2session returns it as
+	// "unionid" (unless OmitUnionIDInSession is true) and UserInfo
+	// includes it as "unionId".
+	UnionID string
+	// OmitUnionIDInSession leaves the unionid out of code2session's
+	// reply, so that it is only found in the encrypted data, as happens
+	// for some users.
+	OmitUnionIDInSession bool
+	// SessionKey is the base64 (standard encoding) of the user's 16-byte
+	// AES key. AddUser fills in a random one when it is empty. Any other
+	// value is handed out by code2session as is, so a test can make
+	// WeChat return a malformed key; UserInfo and EncryptFor, however,
+	// panic unless it is base64 of 16 bytes.
+	SessionKey string
+
+	// Profile fields, as found in the encrypted user info.
+	NickName, City, Province, Country, Language, AvatarURL string
+	// Gender is 0 (unknown), 1 (male) or 2 (female) in WeChat's data.
+	Gender int
+}
+
+// Fault is an answer the server gives instead of the normal one. Each
+// queued Fault is used by exactly one code2session request, whatever its
+// parameters. A request answered with a fault does not use up its code
+// (unless only Delay is set, in which case the normal answer follows).
+//
+// The body is chosen as follows: Body when it is non-nil; otherwise
+// {"errcode":ErrCode,"errmsg":...} when ErrCode is non-zero; otherwise,
+// when Status is non-zero, the status text (e.g. "Internal Server
+// Error"), which is not JSON; otherwise the normal answer.
+type Fault struct {
+	// Delay is how long to wait before answering. The wait ends early,
+	// with no answer written, when the request's context ends (e.g. the
+	// client gives up) or the Server is closed. With nothing else set the
+	// normal answer follows the delay.
+	Delay time.Duration
+	// Status is the HTTP status code; 0 means 200.
+	Status int
+	// ErrCode makes the body {"errcode":ErrCode,"errmsg":ErrMsg}.
+	ErrCode int
+	// ErrMsg is the errmsg sent with ErrCode. When empty, a realistic
+	// message for the code is used (followed by ", rid: ..." like WeChat).
+	ErrMsg string
+	// Body, when non-nil, is sent as the body exactly; an empty non-nil
+	// slice sends an empty body. It overrides ErrCode.
+	Body []byte
+}
+
+// NewServer starts and returns a new Server that accepts the given appid
+// and secret. The caller should call Close when finished, to shut it
+// down.
+func NewServer(appID, appSecret string) *Server {
+	s := &Server{
+		AppID:     appID,
+		AppSecret: appSecret,
+		closed:    make(chan struct{}),
+		users:     make(map[string]User),
+		codes:     make(map[string]*codeState),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(Code2SessionPath, s.handleCode2Session)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.NotFound(w, r)
+	})
+	s.srv = httptest.NewServer(mux)
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close shuts down the server, ending any pending fault delays, and
+// blocks until all outstanding requests have completed. It is safe to
+// call more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.srv.Close()
+	})
+}
+
+// AddUser registers u, replacing any user with the same OpenID, and
+// returns it with SessionKey filled in. Codes already handed out for the
+// OpenID stay valid. It panics if u.OpenID is empty.
+func (s *Server) AddUser(u User) User {
+	if u.OpenID == "" {
+		panic("mpauthxtest: AddUser: User.OpenID is empty")
+	}
+	if u.SessionKey == "" {
+		u.SessionKey = newSessionKey()
+	}
+	s.mu.Lock()
+	s.users[u.OpenID] = u
+	s.mu.Unlock()
+	return u
+}
+
+// User returns the registered user with the given OpenID, as it is now
+// (for example after SetSessionKey), and whether there is one.
+func (s *Server) User(openID string) (User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[openID]
+	return u, ok
+}
+
+// user returns the registered user or panics, naming the caller.
+func (s *Server) user(caller, openID string) User {
+	u, ok := s.User(openID)
+	if !ok {
+		panic(fmt.Sprintf("mpauthxtest: %s: unknown user %q", caller, openID))
+	}
+	return u
+}
+
+// Code returns a fresh login code for the registered user, as wx.login
+// would give the mini-program. The code can be exchanged successfully
+// once; later exchanges get errcode 40163. Codes are random printable
+// ASCII that never contains '|' but always contains characters that need
+// escaping in a URL query. Code panics if the user is unknown.
+func (s *Server) Code(openID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.users[openID]; !ok {
+		panic(fmt.Sprintf("mpauthxtest: Code: unknown user %q", openID))
+	}
+	for {
+		c := newCode()
+		if _, dup := s.codes[c]; !dup {
+			s.codes[c] = &codeState{openID: openID}
+			return c
+		}
+	}
+}
+
+// userInfo is the plaintext of WeChat's encrypted user data.
+type userInfo struct {
+	OpenID    string    `json:"openId"`
+	NickName  string    `json:"nickName"`
+	Gender    int       `json:"gender"`
+	Language  string    `json:"language"`
+	City      string    `json:"city"`
+	Province  string    `json:"province"`
+	Country   string    `json:"country"`
+	AvatarURL string    `json:"avatarUrl"`
+	UnionID   string    `json:"unionId,omitempty"`
+	Watermark watermark `json:"watermark"`
+}
+
+type watermark struct {
+	Timestamp int64  `json:"timestamp"`
+	AppID     string `json:"appid"`
+}
+
+// UserInfo returns the user's profile as a mini-program receives it from
+// wx.getUserInfo: JSON with openId, the profile fields, unionId (when the
+// user has one) and a watermark holding s.AppID and the current Unix
+// time, encrypted with AES-128-CBC under the user's current SessionKey
+// and a fresh random iv, with PKCS#7 padding. Both results are base64
+// (standard encoding). It panics if the user is unknown or the user's
+// SessionKey is not base64 of 16 bytes.
+func (s *Server) UserInfo(openID string) (encryptedData, iv string) {
+	u := s.user("UserInfo", openID)
+	plain, err := json.Marshal(userInfo{
+		OpenID:    u.OpenID,
+		NickName:  u.NickName,
+		Gender:    u.Gender,
+		Language:  u.Language,
+		City:      u.City,
+		Province:  u.Province,
+		Country:   u.Country,
+		AvatarURL: u.AvatarURL,
+		UnionID:   u.UnionID,
+		Watermark: watermark{Timestamp: time.Now().Unix(), AppID: s.AppID},
+	})
+	if err != nil {
+		panic("mpauthxtest: UserInfo: " + err.Error())
+	}
+	return encryptCBC(u.SessionKey, plain)
+}
+
+// EncryptFor encrypts arbitrary plaintext, PKCS#7 padded, with
+// AES-128-CBC under the user's current SessionKey and a fresh random iv,
+// and returns both base64 (standard encoding). Use it to test how bad
+// payloads (invalid JSON, a wrong watermark, another openId) are
+// handled. It panics if the user is unknown or the user's SessionKey is
+// not base64 of 16 bytes.
+func (s *Server) EncryptFor(openID string, plaintext []byte) (encryptedData, iv string) {
+	u := s.user("EncryptFor", openID)
+	return encryptCBC(u.SessionKey, plaintext)
+}
+
+// FailNext makes the next n code2session requests get f instead of the
+// normal answer. Calls append to a queue: after FailNext(1, a) and
+// FailNext(2, b) the next three requests get a, b and b. It does nothing
+// when n <= 0.
+func (s *Server) FailNext(n int, f Fault) {
+	if n <= 0 {
+		return
+	}
+	if f.Body != nil {
+		f.Body = append([]byte{}, f.Body...) // the caller may reuse its slice
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults = append(s.faults, f)
+	}
+}
+
+// Requests returns the number of code2session requests received so far,
+// including those answered with an error or a fault. Requests to other
+// paths are not counted.
+func (s *Server) Requests() int {
+	return int(s.requests.Load())
+}
+
+// SetSessionKey changes the session key of a registered user, simulating
+// WeChat rotating it: later code2session answers, UserInfo and
+// EncryptFor use the new key. An empty sessionKey means a fresh random
+// one (see User to learn it). It panics if the user is unknown.
+func (s *Server) SetSessionKey(openID, sessionKey string) {
+	if sessionKey == "" {
+		sessionKey = newSessionKey()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[openID]
+	if !ok {
+		panic(fmt.Sprintf("mpauthxtest: SetSessionKey: unknown user %q", openID))
+	}
+	u.SessionKey = sessionKey
+	s.users[openID] = u
+}
+
+// nextFault pops the front of the fault queue.
+func (s *Server) nextFault() (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.faults) == 0 {
+		return Fault{}, false
+	}
+	f := s.faults[0]
+	s.faults[0] = Fault{}
+	s.faults = s.faults[1:]
+	return f, true
+}
+
+// session is code2session's successful answer.
+type session struct {
+	OpenID     string `json:"openid"`
+	SessionKey string `json:"session_key"`
+	UnionID    string `json:"unionid,omitempty"`
+}
+
+// apiError is code2session's error answer.
+type apiError struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+func (s *Server) handleCode2Session(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	w.Header().Set("Content-Type", "text/plain")
+
+	if f, ok := s.nextFault(); ok {
+		if f.Delay > 0 && !s.wait(r.Context(), f.Delay) {
+			return
+		}
+		if f.Body != nil || f.ErrCode != 0 || f.Status != 0 {
+			status := f.Status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			var body []byte
+			switch {
+			case f.Body != nil:
+				body = f.Body
+			case f.ErrCode != 0:
+				msg := f.ErrMsg
+				if msg == "" {
+					msg = defaultErrMsg(f.ErrCode)
+				}
+				body = mustJSON(apiError{ErrCode: f.ErrCode, ErrMsg: msg})
+			default:
+				body = []byte(http.StatusText(status))
+			}
+			w.WriteHeader(status)
+			w.Write(body)
+			return
+		}
+	}
+
+	q := r.URL.Query()
+	sess, code := s.exchange(q.Get("appid"), q.Get("secret"), q.Get("grant_type"), q.Get("js_code"))
+	if code != 0 {
+		w.Write(mustJSON(apiError{ErrCode: code, ErrMsg: defaultErrMsg(code)}))
+		return
+	}
+	w.Write(mustJSON(sess))
+}
+
+// exchange checks a code2session request and, when it is valid, uses up
+// the code. It returns the session or a non-zero WeChat error code.
+func (s *Server) exchange(appID, secret, grantType, jsCode string) (session, int) {
+	switch {
+	case appID != s.AppID:
+		return session{}, ErrCodeInvalidAppID
+	case secret != s.AppSecret:
+		return session{}, ErrCodeInvalidSecret
+	case grantType != "authorization_code":
+		return session{}, ErrCodeInvalidGrantType
+	case jsCode == "":
+		return session{}, ErrCodeMissingCode
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.codes[jsCode]
+	if !ok {
+		return session{}, ErrCodeInvalidCode
+	}
+	if c.used {
+		return session{}, ErrCodeCodeUsed
+	}
+	u, ok := s.users[c.openID]
+	if !ok { // cannot happen: users are never removed
+		return session{}, ErrCodeInvalidCode
+	}
+	c.used = true
+	sess := session{OpenID: u.OpenID, SessionKey: u.SessionKey}
+	if !u.OmitUnionIDInSession {
+		sess.UnionID = u.UnionID
+	}
+	return sess, 0
+}
+
+// wait sleeps for d and reports whether it did so completely, rather
+// than stopping early because ctx ended or the server was closed.
+func (s *Server) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.closed:
+		return false
+	}
+}
+
+// defaultErrMsg returns a WeChat-like errmsg for code.
+func defaultErrMsg(code int) string {
+	msg, ok := errMsgs[code]
+	if !ok {
+		msg = "system error"
+	}
+	return msg + ", rid: " + newRID()
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("mpauthxtest: " + err.Error())
+	}
+	return b
+}

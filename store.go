@@ -1,0 +1,124 @@
+package mpauthx
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Schema creates the user table of the Node.js original, so that its
+// databases keep working. The openId column holds the user ID of a token:
+// the unionId when WeChat gives one, else the openId.
+const Schema = `CREATE TABLE IF NOT EXISTS user(
+  openId text primary key not null,
+  city text, country text, gender integer,
+  language text, nickName text, province text)`
+
+// dialect holds the SQL of one database engine. Every statement is
+// parameterised and matches user IDs exactly (never with LIKE).
+type dialect struct {
+	name          string
+	check         string // fails unless the table and its columns exist
+	exists        string // one row when the user exists
+	insertMissing string // adds a user row without a profile; no-op when present
+	upsert        string // adds or updates a user row with its profile
+}
+
+var sqliteDialect = dialect{
+	name:          "sqlite3",
+	check:         `SELECT openId, city, country, gender, language, nickName, province FROM user WHERE 0`,
+	exists:        `SELECT 1 FROM user WHERE openId = ?`,
+	insertMissing: `INSERT INTO user(openId) VALUES(?) ON CONFLICT(openId) DO NOTHING`,
+	upsert: `INSERT INTO user(openId, city, country, gender, language, nickName, province)
+VALUES(?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
+gender = excluded.gender, language = excluded.language, nickName = excluded.nickName,
+province = excluded.province`,
+}
+
+// store is the SQL user table.
+type store struct {
+	db *sql.DB
+	d  dialect
+}
+
+// dialectFor picks the dialect from the driver behind db.
+func dialectFor(drv driver.Driver) (dialect, error) {
+	switch drv.(type) {
+	case *sqlite3.SQLiteDriver:
+		return sqliteDialect, nil
+	}
+	return dialect{}, fmt.Errorf("mpauthx: Config.DB uses an unsupported driver %T; supported: sqlite3 (github.com/mattn/go-sqlite3)", drv)
+}
+
+// newStore returns the store of db after checking that its user table
+// exists.
+func newStore(ctx context.Context, db *sql.DB) (*store, error) {
+	d, err := dialectFor(db.Driver())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, d.check); err != nil {
+		return nil, fmt.Errorf("mpauthx: Config.DB has no usable user table (%v); create it with mpauthx.Schema, or open the database with mpauthx.OpenSQLite, which does", err)
+	}
+	return &store{db: db, d: d}, nil
+}
+
+// exists reports whether userID has a row.
+func (s *store) exists(ctx context.Context, userID string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, s.d.exists, userID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ensure adds a row for userID unless one exists, leaving a profile alone.
+// A returning user costs one read.
+func (s *store) ensure(ctx context.Context, userID string) error {
+	found, err := s.exists(ctx, userID)
+	if err != nil || found {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, s.d.insertMissing, userID)
+	return err
+}
+
+// upsert adds or updates userID's row with the profile u.
+func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
+	_, err := s.db.ExecContext(ctx, s.d.upsert, userID,
+		u.City, u.Country, u.Gender, u.Language, u.NickName, u.Province)
+	return err
+}
+
+// OpenSQLite opens (creating if needed) the SQLite database at path for
+// mpauthx: WAL journal, synchronous=NORMAL, a 5 s busy timeout, and the user
+// table of Schema. The pool is limited to one connection: SQLite admits one
+// writer at a time, and queueing in the pool is far cheaper than SQLite's
+// busy-wait sleeps when many goroutines log in at once. The caller owns the
+// returned *sql.DB and closes it.
+func OpenSQLite(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, errors.New("mpauthx: OpenSQLite: empty path")
+	}
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	dsn := "file:" + esc + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mpauthx: OpenSQLite: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, Schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mpauthx: OpenSQLite %s: %w", path, err)
+	}
+	return db, nil
+}

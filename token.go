@@ -1,0 +1,195 @@
+package mpauthx
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A token is "<userID>|<sku>|<session>". The session is crypto/rand.Text():
+// 26 characters of base32 (A-Z, 2-7) carrying 130 random bits.
+//
+// Redis holds one key per (userID, Sku):
+//
+//	mpauthx:{<userID>|<sku>}:session  ->  <session>, with the token's TTL
+//
+// so a user holds at most one live token per Sku, a token is checked with
+// one GET, and the braces make the pair its own Redis Cluster hash slot.
+
+// sessionKey returns the Redis key holding userID's session for c's Sku.
+func (c *Client) sessionKey(userID string) string {
+	return keyPrefix + "{" + userID + "|" + c.sku + "}:session"
+}
+
+// makeToken joins a token's parts.
+func (c *Client) makeToken(userID, session string) string {
+	return userID + "|" + c.sku + "|" + session
+}
+
+// ExtractOpenID returns the user ID of a token: the part before the first
+// '|', or "" when there is none. It is the unionId when WeChat gave one,
+// else the openId. It does not check the token.
+func (c *Client) ExtractOpenID(token string) string {
+	i := strings.IndexByte(token, '|')
+	if i < 0 {
+		return ""
+	}
+	return token[:i]
+}
+
+// ExtractSku returns the middle part of a token of exactly three
+// '|'-separated parts, else "". It does not check the token.
+func (c *Client) ExtractSku(token string) string {
+	_, sku, _, ok := splitToken(token)
+	if !ok {
+		return ""
+	}
+	return sku
+}
+
+// splitToken splits a token into exactly three parts.
+func splitToken(token string) (userID, sku, session string, ok bool) {
+	userID, rest, ok1 := strings.Cut(token, "|")
+	sku, session, ok2 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 || strings.IndexByte(session, '|') >= 0 {
+		return "", "", "", false
+	}
+	return userID, sku, session, true
+}
+
+// parse returns the user ID and session of a well-formed token of c's Sku.
+func (c *Client) parse(token string) (userID, session string, ok bool) {
+	userID, sku, session, ok := splitToken(token)
+	if !ok || sku != c.sku || !validUserID(userID) || !validSession(session) {
+		return "", "", false
+	}
+	return userID, session, true
+}
+
+// validUserID reports whether id can be a token's user ID: 1 to 256 bytes
+// of printable UTF-8 without '|'.
+func validUserID(id string) bool {
+	if id == "" || len(id) > maxUserIDLen || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if r == '|' || r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validSession reports whether s looks like a session made by newSession.
+func validSession(s string) bool {
+	if len(s) != sessionLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; (b < 'A' || b > 'Z') && (b < '2' || b > '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// newSession returns 130 bits from crypto/rand as 26 printable characters.
+func newSession() string { return rand.Text() }
+
+// ttlMillis is the token TTL as Redis PX milliseconds.
+func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
+
+// issue returns userID's live token, or stores and returns a new one: one
+// atomic step, so that concurrent logins of one user share one token.
+func (c *Client) issue(ctx context.Context, userID string) (Result, error) {
+	s, err := issueScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, newSession(), c.ttlMillis()).Text()
+	if err != nil {
+		return c.fail(ctx, storageError("storing the token failed", err))
+	}
+	return success(c.makeToken(userID, s)), nil
+}
+
+// RefreshToken replaces userID's token for this Sku by a new one and
+// returns it; the old token stops being valid at once. The swap is one
+// Redis command: at no moment are two tokens live, and at none is there
+// none for a concurrent Authorize to replace. userID must be registered in
+// the user table (StatusUserNotExist otherwise), matched exactly.
+//
+// RefreshToken trusts its caller: it is a server-side call. Only call it
+// with a user ID your server has authenticated, such as the one the
+// Middleware puts in the request context.
+func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error) {
+	if err := c.checkOpen(); err != nil {
+		return c.fail(ctx, err)
+	}
+	if userID == "" {
+		return c.fail(ctx, newError(StatusRequiredParamsMissing, "userID is required", nil))
+	}
+	if !validUserID(userID) {
+		return c.fail(ctx, newError(StatusRequiredParamsMissing, "userID is invalid: longer than 256 bytes, not printable UTF-8, or contains '|'", nil))
+	}
+	found, err := c.store.exists(ctx, userID)
+	if err != nil {
+		return c.fail(ctx, storageError("looking the user up failed", err))
+	}
+	if !found {
+		return c.fail(ctx, newError(StatusUserNotExist, "user does not exist", nil))
+	}
+	s := newSession()
+	if err := c.rdb.Set(ctx, c.sessionKey(userID), s, c.ttl).Err(); err != nil {
+		return c.fail(ctx, storageError("storing the token failed", err))
+	}
+	return success(c.makeToken(userID, s)), nil
+}
+
+// IsTokenValid reports whether token is live: issued by this Client's Sku,
+// not expired, revoked or replaced. A malformed token or one of another Sku
+// is (false, nil) without a Redis round trip. The error is non-nil only when
+// Redis cannot answer (code StatusDatabaseError).
+func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
+	if err := c.checkOpen(); err != nil {
+		return false, err
+	}
+	userID, s, ok := c.parse(token)
+	if !ok {
+		return false, nil
+	}
+	cur, err := c.rdb.Get(ctx, c.sessionKey(userID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		err = storageError("checking the token failed", err)
+		c.logFailure(ctx, err)
+		return false, err
+	}
+	return subtle.ConstantTimeCompare([]byte(cur), []byte(s)) == 1, nil
+}
+
+// RevokeToken ends token at once. Revoking a token that is already gone,
+// empty or malformed is a no-op that returns nil.
+func (c *Client) RevokeToken(ctx context.Context, token string) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	userID, s, ok := c.parse(token)
+	if !ok {
+		return nil
+	}
+	if err := revokeScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, s).Err(); err != nil {
+		err = storageError("revoking the token failed", err)
+		c.logFailure(ctx, err)
+		return err
+	}
+	return nil
+}
+
+// storageError wraps a Redis or SQL failure in a StatusDatabaseError.
+func storageError(msg string, cause error) *Error {
+	return newError(StatusDatabaseError, msg, cause)
+}

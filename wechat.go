@@ -1,0 +1,189 @@
+package mpauthx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// session is what code2session gives for a code. sessionKey is a secret: it
+// never leaves the package.
+type session struct {
+	openID     string
+	unionID    string
+	sessionKey string
+}
+
+// sessionReply is code2session's JSON body.
+type sessionReply struct {
+	OpenID     string `json:"openid"`
+	SessionKey string `json:"session_key"`
+	UnionID    string `json:"unionid"`
+	ErrCode    int    `json:"errcode"`
+	ErrMsg     string `json:"errmsg"`
+}
+
+// maxErrMsgLen caps the errmsg kept from a WeChat error.
+const maxErrMsgLen = 256
+
+// code2Session exchanges a wx.login code for the user's openid and
+// session_key. Every failure is an *Error with code
+// StatusSessionKeyRequestError that wraps the cause: an *Error with a more
+// precise code for HTTP faults, a *WeChatError for an errcode, or ctx.Err().
+// errcode -1 (busy) is retried up to maxBusyRetries times, with backoff.
+func (c *Client) code2Session(ctx context.Context, code string) (session, error) {
+	backoff := busyBackoff
+	for attempt := 0; ; attempt++ {
+		s, err := c.code2SessionOnce(ctx, code)
+		var we *WeChatError
+		if err == nil || !errors.As(err, &we) || we.ErrCode != ErrCodeBusy || attempt >= maxBusyRetries {
+			if err != nil {
+				return session{}, sessionError(err)
+			}
+			return s, nil
+		}
+		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat busy, retrying code2session",
+			slog.Int("attempt", attempt+1), slog.Duration("backoff", backoff))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return session{}, sessionError(errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+		backoff *= 2
+	}
+}
+
+// sessionError wraps a code2session failure in a 6008 *Error whose message
+// names the cause without its details.
+func sessionError(cause error) *Error {
+	msg := StatusSessionKeyRequestError.Message()
+	var we *WeChatError
+	var e *Error
+	switch {
+	case errors.As(cause, &we):
+		msg = fmt.Sprintf("%s: errcode %d (%s)", msg, we.ErrCode, weChatErrText(we.ErrCode))
+	case errors.As(cause, &e):
+		msg += ": " + e.Message
+	case errors.Is(cause, context.DeadlineExceeded):
+		msg += ": timed out"
+	case errors.Is(cause, context.Canceled):
+		msg += ": canceled"
+	}
+	return newError(StatusSessionKeyRequestError, msg, cause)
+}
+
+// code2SessionOnce makes one code2session request.
+func (c *Client) code2SessionOnce(ctx context.Context, code string) (session, error) {
+	q := url.Values{
+		"appid":      {c.appID},
+		"secret":     {c.secret},
+		"js_code":    {code},
+		"grant_type": {"authorization_code"},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.sessionURL+"?"+q.Encode(), nil)
+	if err != nil {
+		return session{}, newError(StatusHTTPRequestError, "cannot build the code2session request", c.redact(err))
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return session{}, newError(StatusHTTPRequestError, "code2session request failed", c.redact(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // let the connection be reused
+		return session{}, newError(StatusHTTPError, fmt.Sprintf("WeChat answered HTTP %d", resp.StatusCode), nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	if err != nil {
+		return session{}, newError(StatusHTTPResponseError, "reading the code2session reply failed", c.redact(err))
+	}
+	if len(body) > maxBodyBytes {
+		return session{}, newError(StatusHTTPResponseError, "code2session reply exceeds 1 MiB", nil)
+	}
+	s, err := parseSessionReply(body)
+	var we *WeChatError
+	if errors.As(err, &we) {
+		we.ErrMsg = c.redactString(we.ErrMsg)
+	}
+	return s, err
+}
+
+// parseSessionReply parses code2session's body, whatever its Content-Type.
+// It returns an *Error (empty body, not JSON, openid or session_key missing
+// or unusable) or a *WeChatError for a non-zero errcode.
+func parseSessionReply(body []byte) (session, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return session{}, newError(StatusResponseIsNull, "code2session reply is empty", nil)
+	}
+	var r sessionReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return session{}, newError(StatusJSONParseError, "code2session reply is not JSON", nil)
+	}
+	if r.ErrCode != 0 {
+		msg := r.ErrMsg
+		if len(msg) > maxErrMsgLen {
+			msg = msg[:maxErrMsgLen]
+		}
+		return session{}, &WeChatError{ErrCode: r.ErrCode, ErrMsg: strings.ToValidUTF8(msg, "?")}
+	}
+	if r.OpenID == "" || r.SessionKey == "" {
+		return session{}, newError(StatusSessionKeyRequestError, "code2session reply lacks openid or session_key", nil)
+	}
+	if !validUserID(r.OpenID) || (r.UnionID != "" && !validUserID(r.UnionID)) {
+		return session{}, newError(StatusSessionKeyRequestError, "code2session reply has an unusable openid or unionid", nil)
+	}
+	return session{openID: r.OpenID, unionID: r.UnionID, sessionKey: r.SessionKey}, nil
+}
+
+// redact returns err with the app secret and the request's query removed
+// from its text. A *url.Error carries the whole URL, secret included: its
+// URL is replaced by one without the query. errors.Is and errors.As still
+// reach the original causes (a context error, a *net.OpError).
+func (c *Client) redact(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		u := c.sessionURL + "?appid=" + url.QueryEscape(c.appID) + "&secret=REDACTED&js_code=REDACTED&grant_type=authorization_code"
+		return &url.Error{Op: ue.Op, URL: u, Err: redactedError{err: ue.Err, c: c}}
+	}
+	return redactedError{err: err, c: c}
+}
+
+// redactString removes the app secret, raw and query-escaped, from s.
+func (c *Client) redactString(s string) string {
+	if c.secret == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, c.secret, "REDACTED")
+	if esc := url.QueryEscape(c.secret); esc != c.secret {
+		s = strings.ReplaceAll(s, esc, "REDACTED")
+	}
+	return s
+}
+
+// redactedError hides the app secret in the text of err, keeping err
+// reachable by errors.Is and errors.As.
+type redactedError struct {
+	err error
+	c   *Client
+}
+
+func (e redactedError) Error() string { return e.c.redactString(e.err.Error()) }
+func (e redactedError) Unwrap() error { return e.err }
+
+// Timeout reports whether the hidden error is a timeout, so that
+// (*url.Error).Timeout keeps working after redaction.
+func (e redactedError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.err, &t) && t.Timeout()
+}
