@@ -45,7 +45,7 @@ var (
 // DecryptUserInfo decrypts a mini program's encryptedData with the
 // session_key of its code2session and checks that its watermark names appID.
 // It is the low-level step of Authorize, exported for callers that decrypt
-// other payloads' envelopes themselves. All three strings are standard
+// profiles themselves; an empty appID matches no watermark. All three strings are standard
 // base64, as WeChat sends them. Every failure is an *Error with code
 // StatusDecryptError; it never panics and never echoes its inputs.
 func DecryptUserInfo(appID, sessionKey, encryptedData, iv string) (*UserInfo, error) {
@@ -57,7 +57,7 @@ func DecryptUserInfo(appID, sessionKey, encryptedData, iv string) (*UserInfo, er
 	if err := json.Unmarshal(plain, &u); err != nil {
 		return nil, newError(StatusDecryptError, "cannot decrypt encryptedData", errNotJSON)
 	}
-	if subtle.ConstantTimeCompare([]byte(u.Watermark.AppID), []byte(appID)) != 1 {
+	if appID == "" || subtle.ConstantTimeCompare([]byte(u.Watermark.AppID), []byte(appID)) != 1 {
 		return nil, newError(StatusDecryptError, "encryptedData is not for this app", errWatermark)
 	}
 	return &u, nil
@@ -89,6 +89,9 @@ func decryptCBC(b64Key, b64Data, b64IV string) ([]byte, error) {
 
 // unpad strips PKCS#7 padding of a whole number of AES blocks.
 func unpad(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, errPadding
+	}
 	n := int(b[len(b)-1])
 	if n < 1 || n > aes.BlockSize || n > len(b) {
 		return nil, errPadding

@@ -110,7 +110,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 type fakeConnector struct{}
 
 func (fakeConnector) Connect(context.Context) (driver.Conn, error) { return nil, errors.New("fake") }
-func (fakeConnector) Driver() driver.Driver                      { return fakeDriver{} }
+func (fakeConnector) Driver() driver.Driver                        { return fakeDriver{} }
 
 type fakeDriver struct{}
 

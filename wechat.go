@@ -146,9 +146,9 @@ func parseSessionReply(body []byte) (session, error) {
 	return session{openID: r.OpenID, unionID: r.UnionID, sessionKey: r.SessionKey}, nil
 }
 
-// redact returns err with the app secret and the request's query removed
-// from its text. A *url.Error carries the whole URL, secret included: its
-// URL is replaced by one without the query. errors.Is and errors.As still
+// redact returns err with the app secret removed from its text. A
+// *url.Error carries the whole URL, secret and code included: its URL is
+// replaced by one whose secret and js_code read REDACTED. errors.Is and errors.As still
 // reach the original causes (a context error, a *net.OpError).
 func (c *Client) redact(err error) error {
 	var ue *url.Error
