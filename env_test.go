@@ -19,7 +19,9 @@ import (
 
 // The Redis servers the suite runs against: always an in-process miniredis;
 // also a real server when MPAUTHX_REDIS_ADDR is set, and a Redis Cluster
-// when MPAUTHX_REDIS_CLUSTER holds its comma-separated seed addresses.
+// when MPAUTHX_REDIS_CLUSTER holds its comma-separated seed addresses. When
+// MPAUTHX_POSTGRES_DSN is set, every backend runs again with the user table
+// in PostgreSQL (postgres_test.go).
 const (
 	envRedisAddr    = "MPAUTHX_REDIS_ADDR"
 	envRedisCluster = "MPAUTHX_REDIS_CLUSTER"
@@ -74,6 +76,11 @@ func forEachRedis(t *testing.T, tweak func(*mpauthx.Config), f func(t *testing.T
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			f(t, newEnv(t, b, tweak))
+		})
+	}
+	if os.Getenv(envPostgresDSN) != "" {
+		t.Run("postgres", func(t *testing.T) {
+			forEachRedisOnPostgres(t, tweak, f)
 		})
 	}
 }

@@ -146,7 +146,7 @@ func TestAuthorize(t *testing.T) {
 		}
 		var nick, city string
 		var gender int
-		if err := e.db.QueryRow(`SELECT nickName, city, gender FROM user WHERE openId = ?`, u.OpenID).Scan(&nick, &city, &gender); err != nil {
+		if err := e.queryRow(`SELECT nickName, city, gender FROM user WHERE openId = ?`, u.OpenID).Scan(&nick, &city, &gender); err != nil {
 			t.Fatal(err)
 		}
 		if nick != "ann" || city != "Guangzhou" || gender != 1 {
@@ -197,7 +197,7 @@ func TestUnionID(t *testing.T) {
 				t.Fatalf("user ID = %q, want unionId %q", got, u.UnionID)
 			}
 			var n int
-			e.db.QueryRow(`SELECT count(*) FROM user WHERE openId = ?`, u.UnionID).Scan(&n)
+			e.queryRow(`SELECT count(*) FROM user WHERE openId = ?`, u.UnionID).Scan(&n)
 			if n != 1 {
 				t.Fatalf("no row for the unionId")
 			}
@@ -380,7 +380,7 @@ func TestWeChatFailures(t *testing.T) {
 			}
 		})
 		var rows int
-		e.db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows)
+		e.queryRow(`SELECT count(*) FROM user`).Scan(&rows)
 		if rows != 1 {
 			t.Fatalf("%d user rows, want only the one of the successful login", rows)
 		}
@@ -451,7 +451,7 @@ func TestDecryptFailures(t *testing.T) {
 			}
 		})
 		var rows int
-		e.db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows)
+		e.queryRow(`SELECT count(*) FROM user`).Scan(&rows)
 		if rows != 0 {
 			t.Fatalf("%d user rows written by failed logins", rows)
 		}
@@ -466,7 +466,7 @@ func TestAuthorizeCodeKeepsProfile(t *testing.T) {
 			t.Fatalf("AuthorizeCode = %+v, %v", res, err)
 		}
 		var nick sql.NullString
-		if err := e.db.QueryRow(`SELECT nickName FROM user WHERE openId = ?`, fresh.OpenID).Scan(&nick); err != nil || nick.Valid {
+		if err := e.queryRow(`SELECT nickName FROM user WHERE openId = ?`, fresh.OpenID).Scan(&nick); err != nil || nick.Valid {
 			t.Fatalf("new row: nick %v, err %v; want a row without profile", nick, err)
 		}
 		known := e.user("jay")
@@ -474,7 +474,7 @@ func TestAuthorizeCodeKeepsProfile(t *testing.T) {
 		if _, err := e.c.AuthorizeCode(bg, e.wx.Code(known.OpenID)); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.db.QueryRow(`SELECT nickName FROM user WHERE openId = ?`, known.OpenID).Scan(&nick); err != nil || nick.String != "jay" {
+		if err := e.queryRow(`SELECT nickName FROM user WHERE openId = ?`, known.OpenID).Scan(&nick); err != nil || nick.String != "jay" {
 			t.Fatalf("profile after AuthorizeCode: %v, %v", nick, err)
 		}
 	})
@@ -515,7 +515,7 @@ func TestSQLLiterals(t *testing.T) {
 				t.Fatalf("%q: token %q", id, token)
 			}
 			var nick string
-			if err := e.db.QueryRow(`SELECT nickName FROM user WHERE openId = ?`, id).Scan(&nick); err != nil || nick != id {
+			if err := e.queryRow(`SELECT nickName FROM user WHERE openId = ?`, id).Scan(&nick); err != nil || nick != id {
 				t.Fatalf("%q stored as %q, %v", id, nick, err)
 			}
 			if _, err := e.c.RefreshToken(bg, id); err != nil {
@@ -527,7 +527,7 @@ func TestSQLLiterals(t *testing.T) {
 			wantCode(t, err, mpauthx.StatusUserNotExist)
 		}
 		var n int
-		if err := e.db.QueryRow(`SELECT count(*) FROM user`).Scan(&n); err != nil || n != len(ids) {
+		if err := e.queryRow(`SELECT count(*) FROM user`).Scan(&n); err != nil || n != len(ids) {
 			t.Fatalf("count = %d, %v", n, err)
 		}
 	})

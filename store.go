@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -19,10 +20,21 @@ const Schema = `CREATE TABLE IF NOT EXISTS user(
   city text, country text, gender integer,
   language text, nickName text, province text)`
 
+// PostgresSchema creates the user table of Schema in PostgreSQL: the same
+// table and column names, quoted, because user is a reserved word there and
+// PostgreSQL folds unquoted names to lower case ("openId" stays openId).
+// OpenPostgres runs it; run it yourself (or your migration tool's
+// equivalent) when the application's role may not create tables.
+const PostgresSchema = `CREATE TABLE IF NOT EXISTS "user"(
+  "openId" text PRIMARY KEY NOT NULL,
+  "city" text, "country" text, "gender" integer,
+  "language" text, "nickName" text, "province" text)`
+
 // dialect holds the SQL of one database engine. Every statement is
 // parameterised and matches user IDs exactly (never with LIKE).
 type dialect struct {
 	name          string
+	howToCreate   string // the end of New's error when the table is missing
 	check         string // fails unless the table and its columns exist
 	exists        string // one row when the user exists
 	insertMissing string // adds a user row without a profile; no-op when present
@@ -31,6 +43,7 @@ type dialect struct {
 
 var sqliteDialect = dialect{
 	name:          "sqlite3",
+	howToCreate:   "create it with mpauthx.Schema, or open the database with mpauthx.OpenSQLite, which does",
 	check:         `SELECT openId, city, country, gender, language, nickName, province FROM user WHERE 0`,
 	exists:        `SELECT 1 FROM user WHERE openId = ?`,
 	insertMissing: `INSERT INTO user(openId) VALUES(?) ON CONFLICT(openId) DO NOTHING`,
@@ -39,6 +52,19 @@ VALUES(?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
 gender = excluded.gender, language = excluded.language, nickName = excluded.nickName,
 province = excluded.province`,
+}
+
+var postgresDialect = dialect{
+	name:          "pgx",
+	howToCreate:   "create it with mpauthx.PostgresSchema, or open the database with mpauthx.OpenPostgres, which does",
+	check:         `SELECT "openId", "city", "country", "gender", "language", "nickName", "province" FROM "user" WHERE false`,
+	exists:        `SELECT 1 FROM "user" WHERE "openId" = $1`,
+	insertMissing: `INSERT INTO "user"("openId") VALUES($1) ON CONFLICT ("openId") DO NOTHING`,
+	upsert: `INSERT INTO "user"("openId", "city", "country", "gender", "language", "nickName", "province")
+VALUES($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLUDED."country",
+"gender" = EXCLUDED."gender", "language" = EXCLUDED."language", "nickName" = EXCLUDED."nickName",
+"province" = EXCLUDED."province"`,
 }
 
 // store is the SQL user table.
@@ -52,8 +78,10 @@ func dialectFor(drv driver.Driver) (dialect, error) {
 	switch drv.(type) {
 	case *sqlite3.SQLiteDriver:
 		return sqliteDialect, nil
+	case *stdlib.Driver:
+		return postgresDialect, nil
 	}
-	return dialect{}, fmt.Errorf("mpauthx: Config.DB uses an unsupported driver %T; supported: sqlite3 (github.com/mattn/go-sqlite3)", drv)
+	return dialect{}, fmt.Errorf("mpauthx: Config.DB uses an unsupported driver %T; supported: sqlite3 (github.com/mattn/go-sqlite3) and pgx (github.com/jackc/pgx/v5/stdlib, for PostgreSQL)", drv)
 }
 
 // newStore returns the store of db after checking that its user table
@@ -64,7 +92,7 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 		return nil, err
 	}
 	if _, err := db.ExecContext(ctx, d.check); err != nil {
-		return nil, fmt.Errorf("mpauthx: Config.DB has no usable user table (%v); create it with mpauthx.Schema, or open the database with mpauthx.OpenSQLite, which does", err)
+		return nil, fmt.Errorf("mpauthx: Config.DB has no usable user table (%w); %s", err, d.howToCreate)
 	}
 	return &store{db: db, d: d}, nil
 }
