@@ -61,7 +61,8 @@ type Config struct {
 	// an mpauthxtest.Server in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
-	// DefaultHTTPTimeout timeout.
+	// DefaultHTTPTimeout timeout that keeps enough idle connections to
+	// WeChat for many concurrent logins (Close closes them).
 	HTTPClient *http.Client
 	// Logger receives warnings about failures (never a secret or token):
 	// nil means no logging.
@@ -80,6 +81,10 @@ func (cfg Config) LogValue() slog.Value {
 	return slog.StringValue(cfg.String())
 }
 
+// maxIdleWeChatConns is how many idle connections to WeChat the default
+// HTTP client keeps: more than the logins a busy server has in flight.
+const maxIdleWeChatConns = 256
+
 // Client logs users in and checks their tokens. It is safe for concurrent
 // use; create one with New and share it.
 type Client struct {
@@ -87,8 +92,10 @@ type Client struct {
 	ttl                time.Duration
 	sessionURL         string
 	hc                 *http.Client
+	ownTransport       *http.Transport // New made hc's transport: Close closes its idle connections
 	rdb                redis.UniversalClient
-	ownRedis           bool // New dialed rdb: Close closes it
+	ownRedis           bool           // New dialed rdb: Close closes it
+	reads              *sessionReader // IsTokenValid's coalesced GETs
 	store              *store
 	log                *slog.Logger
 
@@ -149,6 +156,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.hc == nil {
 		c.hc = &http.Client{Timeout: DefaultHTTPTimeout}
+		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+			// The default transport keeps 2 idle connections per host:
+			// with more logins in flight, each of the others would dial
+			// (and later close) a connection of its own.
+			c.ownTransport = dt.Clone()
+			c.ownTransport.MaxIdleConns = maxIdleWeChatConns
+			c.ownTransport.MaxIdleConnsPerHost = maxIdleWeChatConns
+			c.hc.Transport = c.ownTransport
+		}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -161,18 +177,26 @@ func New(cfg Config) (*Client, error) {
 		c.rdb = redis.NewClient(&redis.Options{Addr: addr, Password: cfg.RedisPassword})
 		c.ownRedis = true
 	}
+	c.reads = newSessionReader(c.rdb)
 	return c, nil
 }
 
-// Close releases what New opened: the Redis connection New dialed, if any.
-// It never closes Config.Redis or Config.DB. It is idempotent; the
-// Client's methods fail with an *Error wrapping ErrClosed afterwards.
+// Close releases what New opened: the pipeline that coalesces
+// IsTokenValid's reads, the idle connections of the default HTTP client
+// and the Redis connection New dialed, if any. It never closes
+// Config.Redis or Config.DB. It is idempotent; the Client's methods fail
+// with an *Error wrapping ErrClosed afterwards.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		if c.ownRedis {
-			c.closeErr = c.rdb.Close()
+		err := c.reads.close()
+		if c.ownTransport != nil {
+			c.ownTransport.CloseIdleConnections()
 		}
+		if c.ownRedis {
+			err = errors.Join(err, c.rdb.Close())
+		}
+		c.closeErr = err
 	})
 	return c.closeErr
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"strings"
 	"unicode/utf8"
 
@@ -151,6 +152,10 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 // not expired, revoked or replaced. A malformed token or one of another Sku
 // is (false, nil) without a Redis round trip. The error is non-nil only when
 // Redis cannot answer (code StatusDatabaseError).
+//
+// Concurrent calls share Redis round trips: their GETs are coalesced into
+// pipelines by go-redis's automatic pipelining, while a lone call is sent
+// at once. Each call still returns when its own ctx ends.
 func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
@@ -159,7 +164,7 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	cur, err := c.rdb.Get(ctx, c.sessionKey(userID)).Result()
+	cur, err := c.reads.get(ctx, c.rdb, c.sessionKey(userID))
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -192,4 +197,95 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 // storageError wraps a Redis or SQL failure in a StatusDatabaseError.
 func storageError(msg string, cause error) *Error {
 	return newError(StatusDatabaseError, msg, cause)
+}
+
+// sessionReader sends IsTokenValid's GETs through a go-redis
+// autopipeliner, so that concurrent checks share round trips. The
+// autopipeliner is private to one Client: go-redis caches one instance per
+// client whose configuration the first caller fixes and whose Close stops it
+// for everyone, so the reader builds its own on a clone of the caller's
+// client and never touches the caller's instance. A nil *sessionReader (a
+// client type without automatic pipelining, such as *redis.Ring) sends
+// plain GETs.
+//
+// Only reads go through it: a pipeline is retried whole when a connection
+// drops, which is harmless for GET but not for the writes of issue,
+// RefreshToken and RevokeToken, which stay on the plain client.
+type sessionReader struct {
+	ap    *redis.AutoPipeliner
+	owned io.Closer // a client created for ap, closed after it; nil if none
+}
+
+// readPipelineOptions tunes the read autopipeliner. Two batches of up to
+// 32 GETs in flight at once keep Redis and the client busy in turn: with 64
+// goroutines checking tokens on a 2-core machine this gives about 1.4x the
+// throughput of go-redis's default (one ordered batch of up to 200). GETs
+// need no ordering, hence Unordered. See README, Performance.
+func readPipelineOptions() *redis.AutoPipelineOptions {
+	return &redis.AutoPipelineOptions{MaxBatchSize: 32, MaxConcurrentBatches: 2, Unordered: true}
+}
+
+// newSessionReader returns the reader for rdb, or nil when rdb's type
+// cannot autopipeline privately.
+//
+// A *redis.Client (also a Sentinel failover client) is cloned with
+// WithTimeout, which shares its connection pools and the hooks added so
+// far but caches its own autopipeliner. A *redis.ClusterClient has no such
+// clone: the reader opens a ClusterClient of its own with the same options
+// (and so its own connections) and closes it in close.
+func newSessionReader(rdb redis.UniversalClient) *sessionReader {
+	var (
+		ap    *redis.AutoPipeliner
+		owned io.Closer
+		err   error
+	)
+	switch r := rdb.(type) {
+	case *redis.Client:
+		ap, err = r.WithTimeout(r.Options().ReadTimeout).AsyncAutoPipelineWithOptions(readPipelineOptions())
+	case *redis.ClusterClient:
+		opt := *r.Options()
+		cc := redis.NewClusterClient(&opt)
+		owned = cc
+		ap, err = cc.AsyncAutoPipelineWithOptions(readPipelineOptions())
+	default:
+		return nil
+	}
+	if err != nil { // a closed client: plain calls fail as they should
+		if owned != nil {
+			owned.Close()
+		}
+		return nil
+	}
+	return &sessionReader{ap: ap, owned: owned}
+}
+
+// get returns the value at key, or an error wrapping redis.Nil when there
+// is none. It returns ctx.Err() as soon as ctx ends, even while the GET is
+// queued in a pipeline (the GET itself still runs; its result is dropped).
+// A nil r sends a plain GET on rdb.
+func (r *sessionReader) get(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
+	if r == nil {
+		return rdb.Get(ctx, key).Result()
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	cmd := redis.NewStringCmd(ctx, "get", key)
+	if err := r.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil {
+		return "", err
+	}
+	return cmd.Val(), nil
+}
+
+// close stops the autopipeliner, flushing the GETs it holds, then closes
+// the client created for it, if any. A nil r does nothing.
+func (r *sessionReader) close() error {
+	if r == nil {
+		return nil
+	}
+	err := r.ap.Close()
+	if r.owned != nil {
+		err = errors.Join(err, r.owned.Close())
+	}
+	return err
 }

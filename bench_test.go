@@ -1,0 +1,523 @@
+package mpauthx_test
+
+// Benchmarks of the Client's calls, with 64 calls in flight like the Node
+// original's benchmark, plus the go-redis baselines they are compared with
+// (README, Performance). They run on an in-process miniredis, and also on
+// the real Redis at $MPAUTHX_REDIS_ADDR when it is set:
+//
+//	MPAUTHX_REDIS_ADDR=127.0.0.1:6379 go test -run '^$' -bench . -benchmem
+//
+// Allocations include everything in the process: go-redis's background
+// goroutines and, for the logins, the fake WeChat server answering
+// code2session.
+//
+// This file also holds the tests of IsTokenValid's coalesced reads: that
+// every caller gets its own answer, error and cancellation, and that the
+// Client keeps its autopipeliner to itself.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/seeda8e74ca0/mpauthx"
+	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
+)
+
+// benchInFlight is the number of calls in flight in the parallel
+// benchmarks, as in the Node original's benchmark.
+const benchInFlight = 64
+
+// benchUsers is the number of users a benchmark's calls cycle through.
+const benchUsers = 2000
+
+// inFlight64 makes b.RunParallel run benchInFlight goroutines (rounded up
+// to a multiple of GOMAXPROCS).
+func inFlight64(b *testing.B) {
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((benchInFlight + procs - 1) / procs)
+}
+
+// benchRedis is a Redis a benchmark runs against.
+type benchRedis struct {
+	name string
+	rdb  *redis.Client
+}
+
+// benchRedises opens an in-process miniredis, and the real Redis at
+// $MPAUTHX_REDIS_ADDR when it is set. They are closed when b ends.
+func benchRedises(b *testing.B) []benchRedis {
+	mr := miniredis.RunT(b)
+	rs := []benchRedis{{name: "miniredis", rdb: redis.NewClient(&redis.Options{Addr: mr.Addr()})}}
+	if addr := os.Getenv(envRedisAddr); addr != "" {
+		rs = append(rs, benchRedis{name: "redis", rdb: redis.NewClient(&redis.Options{Addr: addr})})
+	}
+	for _, r := range rs {
+		b.Cleanup(func() { r.rdb.Close() })
+	}
+	return rs
+}
+
+// benchUser is a registered fake WeChat user with the encryptedData and iv
+// of one profile.
+type benchUser struct {
+	openID, sessionKey, data, iv string
+}
+
+// benchWorld is a Client with its fake WeChat, SQLite file and users. Its
+// Sku is made up, and every key it writes is deleted when b ends.
+type benchWorld struct {
+	wx    *mpauthxtest.Server
+	rdb   *redis.Client
+	c     *mpauthx.Client
+	sku   string
+	users []benchUser
+}
+
+// newBenchWorld builds a world on rdb with n registered users.
+func newBenchWorld(b *testing.B, rdb *redis.Client, n int) *benchWorld {
+	b.Helper()
+	w := &benchWorld{rdb: rdb, sku: "bench-" + rand.Text()[:10]}
+	w.wx = mpauthxtest.NewServer("wx-bench-app", "bench-secret-value")
+	b.Cleanup(w.wx.Close)
+	db, err := mpauthx.OpenSQLite(filepath.Join(b.TempDir(), "users.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	w.c, err = mpauthx.New(mpauthx.Config{
+		AppID: w.wx.AppID, AppSecret: w.wx.AppSecret, Sku: w.sku, TokenTTL: 10 * time.Minute,
+		Redis: rdb, DB: db, APIBase: w.wx.URL,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.c.Close() })
+	w.users = make([]benchUser, n)
+	for i := range w.users {
+		u := w.wx.AddUser(mpauthxtest.User{
+			OpenID: "o" + rand.Text()[:20] + strconv.Itoa(i), NickName: "bench",
+			City: "Guangzhou", Province: "Guangdong", Country: "CN", Language: "zh_CN", Gender: 1,
+		})
+		data, iv := w.wx.UserInfo(u.OpenID)
+		w.users[i] = benchUser{openID: u.OpenID, sessionKey: u.SessionKey, data: data, iv: iv}
+	}
+	b.Cleanup(func() {
+		ctx := context.Background()
+		rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, u := range w.users {
+				p.Unlink(ctx, "mpauthx:{"+u.openID+"|"+w.sku+"}:session")
+			}
+			return nil
+		})
+	})
+	return w
+}
+
+// loginAll logs every user in with AuthorizeCode and returns their tokens.
+func (w *benchWorld) loginAll(b *testing.B) []string {
+	b.Helper()
+	tokens := make([]string, len(w.users))
+	for i, u := range w.users {
+		res, err := w.c.AuthorizeCode(context.Background(), w.wx.Code(u.openID))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens[i] = res.Response
+	}
+	return tokens
+}
+
+// codes returns n fresh login codes, for users cycled in order.
+func (w *benchWorld) codes(n int) []string {
+	codes := make([]string, n)
+	for i := range codes {
+		codes[i] = w.wx.Code(w.users[i%len(w.users)].openID)
+	}
+	return codes
+}
+
+// reportRate adds the calls per second to b's results.
+func reportRate(b *testing.B, unit string) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, unit)
+	}
+}
+
+// parallelCalls runs call(i) for i in [0, b.N) on benchInFlight
+// goroutines.
+func parallelCalls(b *testing.B, call func(i int) error) {
+	inFlight64(b)
+	b.ReportAllocs()
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := call(int(next.Add(1) - 1)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkIsTokenValid(b *testing.B) {
+	for _, r := range benchRedises(b) {
+		w := newBenchWorld(b, r.rdb, benchUsers)
+		tokens := w.loginAll(b)
+		check := func(i int) error {
+			ok, err := w.c.IsTokenValid(context.Background(), tokens[i%len(tokens)])
+			if err == nil && !ok {
+				err = errors.New("a live token is not valid")
+			}
+			return err
+		}
+		b.Run(r.name+"/64-goroutines", func(b *testing.B) {
+			parallelCalls(b, check)
+			reportRate(b, "checks/s")
+		})
+		b.Run(r.name+"/1-goroutine", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := check(i); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBaseline measures what IsTokenValid is compared with: a plain
+// go-redis GET per call with 64 goroutines (what a straightforward port
+// does), and a lone go-redis EXISTS round trip.
+func BenchmarkBaseline(b *testing.B) {
+	for _, r := range benchRedises(b) {
+		ctx := context.Background()
+		keys := make([]string, benchUsers)
+		for i := range keys {
+			keys[i] = "mpauthx:{bench-baseline-" + strconv.Itoa(i) + "|" + rand.Text()[:10] + "}:session"
+		}
+		if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Set(ctx, k, rand.Text(), 10*time.Minute)
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			})
+		})
+		b.Run(r.name+"/GET-64-goroutines", func(b *testing.B) {
+			parallelCalls(b, func(i int) error { return r.rdb.Get(ctx, keys[i%len(keys)]).Err() })
+			reportRate(b, "GETs/s")
+		})
+		b.Run(r.name+"/EXISTS-1-goroutine", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := r.rdb.Exists(ctx, keys[i%len(keys)]).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkAuthorize(b *testing.B) {
+	for _, r := range benchRedises(b) {
+		w := newBenchWorld(b, r.rdb, benchUsers)
+		b.Run(r.name+"/64-in-flight", func(b *testing.B) {
+			codes := w.codes(b.N)
+			parallelCalls(b, func(i int) error {
+				u := &w.users[i%len(w.users)]
+				res, err := w.c.Authorize(context.Background(), codes[i], u.data, u.iv)
+				if err == nil && w.c.ExtractOpenID(res.Response) != u.openID {
+					err = errors.New("a token of another user")
+				}
+				return err
+			})
+			reportRate(b, "logins/s")
+		})
+	}
+}
+
+func BenchmarkAuthorizeCode(b *testing.B) {
+	for _, r := range benchRedises(b) {
+		w := newBenchWorld(b, r.rdb, benchUsers)
+		b.Run(r.name+"/64-in-flight", func(b *testing.B) {
+			codes := w.codes(b.N)
+			parallelCalls(b, func(i int) error {
+				res, err := w.c.AuthorizeCode(context.Background(), codes[i])
+				if err == nil && w.c.ExtractOpenID(res.Response) != w.users[i%len(w.users)].openID {
+					err = errors.New("a token of another user")
+				}
+				return err
+			})
+			reportRate(b, "logins/s")
+		})
+	}
+}
+
+// BenchmarkRefreshTokenRedis measures RefreshToken on each Redis, with
+// SQLite. (postgres_test.go's BenchmarkRefreshToken compares the SQL
+// databases.)
+func BenchmarkRefreshTokenRedis(b *testing.B) {
+	for _, r := range benchRedises(b) {
+		w := newBenchWorld(b, r.rdb, benchUsers)
+		w.loginAll(b)
+		b.Run(r.name+"/64-in-flight", func(b *testing.B) {
+			parallelCalls(b, func(i int) error {
+				_, err := w.c.RefreshToken(context.Background(), w.users[i%len(w.users)].openID)
+				return err
+			})
+			reportRate(b, "refreshes/s")
+		})
+	}
+}
+
+func BenchmarkDecryptUserInfo(b *testing.B) {
+	wx := mpauthxtest.NewServer("wx-bench-app", "bench-secret-value")
+	defer wx.Close()
+	u := wx.AddUser(mpauthxtest.User{OpenID: "oBenchDecrypt", NickName: "bench", City: "Guangzhou", Country: "CN"})
+	data, iv := wx.UserInfo(u.OpenID)
+	parallelCalls(b, func(int) error {
+		_, err := mpauthx.DecryptUserInfo(wx.AppID, u.SessionKey, data, iv)
+		return err
+	})
+}
+
+// Tests of IsTokenValid's coalesced reads.
+
+// TestIsTokenValidCoalescedAnswers checks that, with many concurrent
+// checks sharing pipelines, each caller gets the answer for its own token,
+// and a caller whose ctx is already cancelled gets its own error while the
+// others carry on.
+func TestIsTokenValidCoalescedAnswers(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		type probe struct {
+			token string
+			ctx   context.Context
+			want  bool
+			code  mpauthx.StatusCode
+		}
+		cancelled, cancel := context.WithCancel(bg)
+		cancel()
+		var probes []probe
+		for i := range 12 {
+			tok := e.login(t, e.user("coalesce"+strconv.Itoa(i)))
+			sess := tok[len(tok)-26:]
+			userID := e.c.ExtractOpenID(tok)
+			switch i % 4 {
+			case 0:
+				probes = append(probes, probe{token: tok, ctx: bg, want: true, code: mpauthx.StatusSuccess})
+			case 1: // revoked
+				if err := e.c.RevokeToken(bg, tok); err != nil {
+					t.Fatal(err)
+				}
+				probes = append(probes, probe{token: tok, ctx: bg, code: mpauthx.StatusSuccess})
+			case 2: // forged: the user is live, the session is not theirs
+				forged := userID + "|" + e.cfg.Sku + "|" + rand.Text()
+				probes = append(probes, probe{token: tok, ctx: bg, want: true, code: mpauthx.StatusSuccess},
+					probe{token: forged, ctx: bg, code: mpauthx.StatusSuccess})
+			case 3: // a live token, but the caller has given up
+				probes = append(probes, probe{token: tok, ctx: cancelled, code: mpauthx.StatusDatabaseError},
+					probe{token: tok[:len(tok)-len(sess)] + sess, ctx: bg, want: true, code: mpauthx.StatusSuccess})
+			}
+		}
+		const goroutines, rounds = 64, 50
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Go(func() {
+				for r := range rounds {
+					p := probes[(g+r)%len(probes)]
+					ok, err := e.c.IsTokenValid(p.ctx, p.token)
+					if ok != p.want || mpauthx.Code(err) != p.code {
+						t.Errorf("probe %d: IsTokenValid = %v, %v; want %v with code %d", (g+r)%len(probes), ok, err, p.want, p.code)
+						return
+					}
+					if p.code != mpauthx.StatusSuccess && !errors.Is(err, context.Canceled) {
+						t.Errorf("error %v does not wrap context.Canceled", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// stalledRedis accepts connections and reads from them but never
+// answers, like a Redis that hangs. It is closed when t ends.
+func stalledRedis(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := conn.Read(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// TestIsTokenValidReturnsWhenCtxEnds checks that a check queued behind a
+// Redis that does not answer returns when its own ctx ends, with its own
+// ctx's error, although go-redis's autopipeliner runs the GET on a context
+// of its own.
+func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{
+		Addr: stalledRedis(t), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		MaxRetries: -1, Protocol: 2, DisableIdentity: true,
+	})
+	defer rdb.Close()
+	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	token := "o1|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+	deadline, cancel1 := context.WithTimeout(bg, 50*time.Millisecond)
+	defer cancel1()
+	cancelled, cancel2 := context.WithCancel(bg)
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"deadline", deadline, context.DeadlineExceeded},
+		{"cancel", cancelled, context.Canceled},
+	}
+	start := time.Now()
+	time.AfterFunc(80*time.Millisecond, cancel2)
+	var wg sync.WaitGroup
+	for _, tt := range tests {
+		wg.Go(func() {
+			ok, err := c.IsTokenValid(tt.ctx, token)
+			if ok || mpauthx.Code(err) != mpauthx.StatusDatabaseError || !errors.Is(err, tt.want) {
+				t.Errorf("%s: IsTokenValid = %v, %v; want false, a 6000 wrapping %v", tt.name, ok, err, tt.want)
+			}
+		})
+	}
+	wg.Wait()
+	// Redis's timeouts are 1 s: returning well before shows that the
+	// calls ended with their contexts, not with the connection.
+	if d := time.Since(start); d > 800*time.Millisecond {
+		t.Fatalf("the checks returned after %v", d)
+	}
+}
+
+// TestReadPipelineIsPrivate checks that the Client neither takes over nor
+// stops the autopipeliner go-redis caches on the caller's client, and that
+// Close stops every goroutine the Client started.
+func TestReadPipelineIsPrivate(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		tok := e.login(t, e.user("private"))
+		var theirs *redis.AutoPipeliner
+		var err error
+		switch r := e.rdb.(type) {
+		case *redis.Client:
+			theirs, err = r.AsyncAutoPipeline()
+		case *redis.ClusterClient:
+			theirs, err = r.AsyncAutoPipeline()
+		default:
+			t.Skipf("%T has no autopipeliner", r)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := theirs.Config(); cfg.Unordered || cfg.MaxConcurrentBatches != 1 {
+			t.Fatalf("the caller's autopipeliner has mpauthx's configuration: %+v", cfg)
+		}
+
+		before := goleak.IgnoreCurrent()
+		c2, err := mpauthx.New(e.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Go(func() {
+				if ok, err := c2.IsTokenValid(bg, tok); !ok || err != nil {
+					t.Errorf("IsTokenValid = %v, %v", ok, err)
+				}
+			})
+		}
+		if _, err := c2.AuthorizeCode(bg, e.wx.Code(e.user("private2").OpenID)); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if err := c2.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The connections c2 opened belong to the caller's pools and stay
+		// open: on miniredis, the server's goroutines for them are in
+		// this process.
+		goleak.VerifyNone(t, before,
+			goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer"),
+			goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer.func2"))
+
+		key := "mpauthx-test:{" + e.cfg.Sku + "}:private"
+		if err := theirs.Set(bg, key, "v", time.Minute).Err(); err != nil {
+			t.Fatalf("the caller's autopipeliner after Close: %v", err)
+		}
+		defer e.rdb.Del(bg, key)
+		if v, err := theirs.Get(bg, key).Result(); v != "v" || err != nil {
+			t.Fatalf("the caller's autopipeliner after Close: %q, %v", v, err)
+		}
+		if ok, err := e.c.IsTokenValid(bg, tok); !ok || err != nil {
+			t.Fatalf("the first Client after the second's Close: %v, %v", ok, err)
+		}
+	})
+}

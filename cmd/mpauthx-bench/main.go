@@ -1,0 +1,685 @@
+// Command mpauthx-bench measures mpauthx on the workload of the Node.js
+// original's benchmark: logins against a fake WeChat on loopback, then
+// token checks, with Redis already holding many other live tokens.
+//
+// Usage:
+//
+//	go run ./cmd/mpauthx-bench -redis 127.0.0.1:6379 -users 2000 -prefill 200000 -concurrency 64 -seconds 5
+//
+// It runs in four phases:
+//
+//  1. prefill: writes PREFILL other live tokens (with a TTL, in pipelines)
+//     into Redis, in the key layout of real tokens, printing progress on
+//     stderr;
+//  2. logins: USERS users log in with Client.Authorize, CONCURRENCY at a
+//     time, against an mpauthxtest fake WeChat on loopback and a SQLite file
+//     in a temporary directory;
+//  3. checks: CONCURRENCY goroutines call Client.IsTokenValid on the users'
+//     tokens for SECONDS. One check in 16 is of a token that must be
+//     refused: revoked, forged (a live user with a made-up session) or
+//     malformed;
+//  4. cleanup: deletes every key it wrote, by name.
+//
+// It then prints one JSON line on stdout: for logins and for checks, the
+// count, the rate per second, p50/p99/max latency in microseconds, the
+// failures (calls that returned an error) and the wrong answers (a login
+// whose token names another user; a check that said true for a bad token
+// or false for a live one).
+//
+// Without -redis it uses an embedded miniredis, which is not a real Redis:
+// the JSON then says "real_redis": false and its figures say little about
+// production. With -redis it uses that server (database -redis-db, password
+// from -redis-password or $MPAUTHX_REDIS_PASSWORD); it writes only keys of a
+// Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session), each with
+// a TTL, and deletes them at the end, also when interrupted. It never flushes
+// a database.
+//
+// Exit status: 0 when the run completed without failures or wrong answers,
+// 1 otherwise, 2 for a bad flag.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seeda8e74ca0/mpauthx"
+	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
+)
+
+const (
+	benchAppID  = "wx-bench-app"
+	envPassword = "MPAUTHX_REDIS_PASSWORD"
+	// keyTTL bounds the life of every key the run writes, so that even a
+	// killed run leaves nothing behind for long.
+	keyTTL = 30 * time.Minute
+	// pipelineDepth is the number of commands per pipeline when prefilling
+	// and cleaning up.
+	pipelineDepth = 1000
+	// badEvery makes one check in badEvery a token that must be refused.
+	badEvery = 16
+)
+
+func main() {
+	// Failures are counted and reported in the JSON; go-redis's own log
+	// lines would only repeat them.
+	redis.SetLogger(quietLogger{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mpauthx-bench:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// quietLogger drops go-redis's internal log lines.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// usageError is a bad command line (exit status 2).
+type usageError struct{ error }
+
+// options are the command-line flags.
+type options struct {
+	redisAddr     string
+	redisPassword string
+	redisDB       int
+	users         int
+	prefill       int
+	concurrency   int
+	seconds       float64
+	cpuProfile    string
+}
+
+// parseFlags parses args.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("mpauthx-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.redisAddr, "redis", "", "Redis `host:port`; empty: an embedded miniredis (not a real Redis)")
+	fs.StringVar(&o.redisPassword, "redis-password", "", "Redis password (default $"+envPassword+")")
+	fs.IntVar(&o.redisDB, "redis-db", 0, "Redis database `number`")
+	fs.IntVar(&o.users, "users", 2000, "users who log in")
+	fs.IntVar(&o.prefill, "prefill", 200000, "other live tokens written into Redis first")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "logins and checks in flight")
+	fs.Float64Var(&o.seconds, "seconds", 5, "duration of the token checks")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the logins and checks to `file`")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, usageError{err}
+		}
+		return o, usageError{err}
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	case o.users < 1:
+		return o, usageError{errors.New("-users must be at least 1")}
+	case o.prefill < 0:
+		return o, usageError{errors.New("-prefill must not be negative")}
+	case o.concurrency < 1:
+		return o, usageError{errors.New("-concurrency must be at least 1")}
+	case !(o.seconds > 0) || math.IsInf(o.seconds, 0):
+		return o, usageError{errors.New("-seconds must be positive")}
+	case o.redisDB < 0:
+		return o, usageError{errors.New("-redis-db must not be negative")}
+	}
+	if o.redisPassword == "" {
+		o.redisPassword = os.Getenv(envPassword)
+	}
+	return o, nil
+}
+
+// Report is the JSON line the command prints.
+type Report struct {
+	Redis       string  `json:"redis"`
+	RealRedis   bool    `json:"real_redis"`
+	Sku         string  `json:"sku"`
+	GoMaxProcs  int     `json:"gomaxprocs"`
+	Users       int     `json:"users"`
+	Prefill     int     `json:"prefill"`
+	Concurrency int     `json:"concurrency"`
+	Seconds     float64 `json:"seconds"`
+	Logins      Phase   `json:"logins"`
+	Checks      Phase   `json:"checks"`
+	// BadChecks is how many of the checks were of tokens that must be
+	// refused (revoked, forged or malformed).
+	BadChecks int64 `json:"bad_checks"`
+	// KeysLeft is the number of keys the run wrote that it could not
+	// delete (0 after a clean run).
+	KeysLeft int `json:"keys_left"`
+}
+
+// Phase sums up the calls of one phase.
+type Phase struct {
+	Count    int64   `json:"count"`
+	PerSec   float64 `json:"per_sec"`
+	P50us    float64 `json:"p50_us"`
+	P99us    float64 `json:"p99_us"`
+	MaxUs    float64 `json:"max_us"`
+	Failures int64   `json:"failures"`
+	Wrong    int64   `json:"wrong"`
+}
+
+// run runs the benchmark and prints its report on stdout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "mpauthx-bench: "+format+"\n", a...) }
+
+	rep := Report{
+		Sku: "bench-" + rand.Text()[:10], GoMaxProcs: runtime.GOMAXPROCS(0),
+		Users: o.users, Prefill: o.prefill, Concurrency: o.concurrency, Seconds: o.seconds,
+	}
+	var rdb *redis.Client
+	if o.redisAddr == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
+			return fmt.Errorf("starting miniredis: %w", err)
+		}
+		defer mr.Close()
+		rdb = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		rep.Redis = "miniredis (embedded, not a real Redis)"
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: o.redisAddr, Password: o.redisPassword, DB: o.redisDB})
+		rep.Redis = o.redisAddr
+		rep.RealRedis = true
+	}
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis %s: %w", rep.Redis, err)
+	}
+
+	dir, err := os.MkdirTemp("", "mpauthx-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	db, err := mpauthx.OpenSQLite(filepath.Join(dir, "users.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	wx := mpauthxtest.NewServer(benchAppID, "bench-secret-"+rand.Text())
+	defer wx.Close()
+	c, err := mpauthx.New(mpauthx.Config{
+		AppID: wx.AppID, AppSecret: wx.AppSecret, Sku: rep.Sku, TokenTTL: keyTTL,
+		Redis: rdb, DB: db, APIBase: wx.URL,
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	// Every key is deleted at the end, whatever happens, with a context
+	// of its own so that an interrupt does not skip it.
+	w := &written{sku: rep.Sku}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		left, cerr := w.cleanup(cctx, rdb)
+		rep.KeysLeft = left
+		if cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %d keys left: %w", left, cerr))
+			return
+		}
+		if err == nil {
+			err = printReport(stdout, rep)
+		}
+	}()
+
+	if err := prefill(ctx, rdb, w, o.prefill, logf); err != nil {
+		return err
+	}
+	users := makeUsers(wx, o.users, w)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	logf("logging %d users in, %d at a time", o.users, o.concurrency)
+	tokens, logins := login(ctx, c, users, o.concurrency)
+	rep.Logins = logins
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	plan, err := checkPlan(ctx, c, users, tokens)
+	if err != nil {
+		return err
+	}
+	logf("checking tokens with %d goroutines for %gs", o.concurrency, o.seconds)
+	rep.Checks, rep.BadChecks = check(ctx, c, plan, o.concurrency, time.Duration(o.seconds*float64(time.Second)))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if rep.Logins.Failures+rep.Logins.Wrong+rep.Checks.Failures+rep.Checks.Wrong > 0 {
+		err = fmt.Errorf("%d login failures, %d wrong logins, %d check failures, %d wrong checks",
+			rep.Logins.Failures, rep.Logins.Wrong, rep.Checks.Failures, rep.Checks.Wrong)
+		if perr := printReport(stdout, rep); perr != nil {
+			return errors.Join(err, perr)
+		}
+	}
+	return err
+}
+
+// printReport writes rep as one JSON line.
+func printReport(w io.Writer, rep Report) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// sessionKey is the Redis key of a user's token, in mpauthx's documented
+// layout.
+func sessionKey(userID, sku string) string {
+	return "mpauthx:{" + userID + "|" + sku + "}:session"
+}
+
+// prefillKey is the key of the i-th prefilled token.
+func prefillKey(i int, sku string) string {
+	return sessionKey("obench-prefill-"+strconv.Itoa(i), sku)
+}
+
+// written records the keys the run wrote, to delete them at the end. The
+// prefilled keys are recorded as a count and named again by prefillKey, so
+// that hundreds of thousands of them do not sit on the heap (and in every
+// garbage collection) while the checks are timed.
+type written struct {
+	sku      string
+	prefills atomic.Int64 // keys prefillKey(0..prefills-1, sku), possibly written
+	mu       sync.Mutex
+	keys     []string
+}
+
+func (w *written) add(keys ...string) {
+	w.mu.Lock()
+	w.keys = append(w.keys, keys...)
+	w.mu.Unlock()
+}
+
+// cleanup deletes the recorded keys in pipelines and returns how many it
+// could not delete.
+func (w *written) cleanup(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+	w.mu.Lock()
+	keys := w.keys
+	w.keys = nil
+	w.mu.Unlock()
+	n := int(w.prefills.Swap(0))
+	total := n + len(keys)
+	key := func(i int) string {
+		if i < n {
+			return prefillKey(i, w.sku)
+		}
+		return keys[i-n]
+	}
+	for i := 0; i < total; i += pipelineDepth {
+		end := min(i+pipelineDepth, total)
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j := i; j < end; j++ {
+				p.Unlink(ctx, key(j))
+			}
+			return nil
+		})
+		if err != nil {
+			return total - i, err
+		}
+	}
+	return 0, nil
+}
+
+// prefill writes n live tokens of made-up users of sku, with pipelines on
+// a few connections, and prints its progress.
+func prefill(ctx context.Context, rdb redis.UniversalClient, w *written, n int, logf func(string, ...any)) error {
+	sku := w.sku
+	if n == 0 {
+		return nil
+	}
+	logf("prefilling %d other live tokens", n)
+	start := time.Now()
+	var done atomic.Int64
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+				logf("prefill: %d/%d keys", done.Load(), n)
+			}
+		}
+	}()
+	const writers = 4
+	chunks := make(chan int)
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first := range chunks {
+				last := min(first+pipelineDepth, n)
+				_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for i := first; i < last; i++ {
+						p.Set(ctx, prefillKey(i, sku), rand.Text(), keyTTL)
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- fmt.Errorf("prefill: %w", err)
+					return
+				}
+				done.Add(int64(last - first))
+			}
+		}()
+	}
+	// Cleanup deletes prefillKey(0..n-1): recorded before writing, so that
+	// a half-written pipeline is cleaned up too.
+	w.prefills.Store(int64(n))
+	var err error
+feed:
+	for first := 0; first < n; first += pipelineDepth {
+		select {
+		case chunks <- first:
+		case err = <-errs:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(chunks)
+	wg.Wait()
+	close(stopProgress)
+	<-progressDone
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	if err != nil {
+		return err
+	}
+	logf("prefill: %d keys in %.2fs", n, time.Since(start).Seconds())
+	return nil
+}
+
+// user is one user of the run, with the wx.login results of one login.
+type user struct {
+	openID            string
+	code, data, iv    string
+	revoke            bool // its token is revoked before the checks
+	forgedLiveSession string
+}
+
+// makeUsers registers n users with the fake WeChat and prepares one login
+// each (what the mini program would send), outside the timed phase.
+func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
+	users := make([]user, n)
+	keys := make([]string, n)
+	for i := range users {
+		u := wx.AddUser(mpauthxtest.User{
+			OpenID: "o" + rand.Text()[:22] + "-" + strconv.Itoa(i), NickName: "bench " + strconv.Itoa(i),
+			City: "Guangzhou", Province: "Guangdong", Country: "CN", Language: "zh_CN", Gender: 1,
+		})
+		data, iv := wx.UserInfo(u.OpenID)
+		users[i] = user{openID: u.OpenID, code: wx.Code(u.OpenID), data: data, iv: iv, revoke: i%badEvery == 1}
+		keys[i] = sessionKey(u.OpenID, w.sku)
+	}
+	w.add(keys...)
+	return users
+}
+
+// login logs every user in with concurrency calls in flight and returns
+// the tokens (by user) and the phase's figures.
+func login(ctx context.Context, c *mpauthx.Client, users []user, concurrency int) ([]string, Phase) {
+	tokens := make([]string, len(users))
+	var next atomic.Int64
+	var failures, wrong atomic.Int64
+	hists := make([]histogram, concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := &hists[g]
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(users) {
+					return
+				}
+				u := &users[i]
+				t0 := time.Now()
+				res, err := c.Authorize(ctx, u.code, u.data, u.iv)
+				h.record(time.Since(t0))
+				switch {
+				case err != nil:
+					failures.Add(1)
+				case c.ExtractOpenID(res.Response) != u.openID || c.ExtractSku(res.Response) == "":
+					wrong.Add(1)
+				default:
+					tokens[i] = res.Response
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return tokens, summarize(hists, time.Since(start), failures.Load(), wrong.Load())
+}
+
+// probe is one token to check and the answer IsTokenValid must give.
+type probe struct {
+	token string
+	want  bool
+}
+
+// checkPlan revokes the tokens of the users marked so, and returns the
+// probes: each live token, and one bad token (revoked, forged or
+// malformed, in turn) per badEvery-1 live ones.
+func checkPlan(ctx context.Context, c *mpauthx.Client, users []user, tokens []string) ([]probe, error) {
+	var live, bad []probe
+	for i, u := range users {
+		tok := tokens[i]
+		if tok == "" { // a failed login, already counted
+			continue
+		}
+		if u.revoke {
+			if err := c.RevokeToken(ctx, tok); err != nil {
+				return nil, fmt.Errorf("revoking a token: %w", err)
+			}
+			bad = append(bad, probe{token: tok})
+			continue
+		}
+		live = append(live, probe{token: tok, want: true})
+		switch len(live) % (2 * badEvery) {
+		case 0: // forged: a live user, a session of the right shape
+			bad = append(bad, probe{token: u.openID + "|" + c.ExtractSku(tok) + "|" + rand.Text()})
+		case badEvery: // malformed: refused without a round trip
+			bad = append(bad, probe{token: tok + "|x"})
+		}
+	}
+	if len(live) == 0 {
+		return nil, errors.New("no login succeeded: nothing to check")
+	}
+	if len(bad) == 0 {
+		bad = append(bad, probe{token: "not-a-token"})
+	}
+	plan := make([]probe, 0, len(live)+len(live)/(badEvery-1)+1)
+	for i, p := range live {
+		plan = append(plan, p)
+		if i%(badEvery-1) == badEvery-2 {
+			plan = append(plan, bad[(i/(badEvery-1))%len(bad)])
+		}
+	}
+	return plan, nil
+}
+
+// check runs concurrency goroutines calling IsTokenValid on the plan's
+// probes for d and returns the figures and the number of bad probes
+// checked.
+func check(ctx context.Context, c *mpauthx.Client, plan []probe, concurrency int, d time.Duration) (Phase, int64) {
+	var failures, wrong, bad atomic.Int64
+	hists := make([]histogram, concurrency)
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	timer := time.AfterFunc(d, func() { stop.Store(true) })
+	defer timer.Stop()
+	for g := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := &hists[g]
+			var nf, nw, nb int64
+			for i := g * len(plan) / concurrency; !stop.Load() && ctx.Err() == nil; i++ {
+				p := &plan[i%len(plan)]
+				t0 := time.Now()
+				ok, err := c.IsTokenValid(ctx, p.token)
+				h.record(time.Since(t0))
+				if !p.want {
+					nb++
+				}
+				switch {
+				case err != nil:
+					nf++
+				case ok != p.want:
+					nw++
+				}
+			}
+			failures.Add(nf)
+			wrong.Add(nw)
+			bad.Add(nb)
+		}()
+	}
+	wg.Wait()
+	return summarize(hists, time.Since(start), failures.Load(), wrong.Load()), bad.Load()
+}
+
+// summarize merges the goroutines' histograms into a Phase.
+func summarize(hists []histogram, elapsed time.Duration, failures, wrong int64) Phase {
+	var all histogram
+	for i := range hists {
+		all.merge(&hists[i])
+	}
+	p := Phase{
+		Count: all.n, Failures: failures, Wrong: wrong,
+		P50us: all.quantile(0.50), P99us: all.quantile(0.99), MaxUs: round(float64(all.max) / 1e3),
+	}
+	if elapsed > 0 {
+		p.PerSec = math.Round(float64(all.n) / elapsed.Seconds())
+	}
+	return p
+}
+
+// round keeps one decimal.
+func round(f float64) float64 { return math.Round(f*10) / 10 }
+
+// histogram counts latencies in log-linear buckets: exact below 64 ns,
+// then 32 linear sub-buckets per power of two, so a quantile is within
+// about 3% of the true value. The zero value is ready to use; recording
+// does not allocate.
+type histogram struct {
+	counts [64 * subBuckets]int64
+	n      int64
+	max    time.Duration
+}
+
+const (
+	subBits    = 5
+	subBuckets = 1 << subBits
+)
+
+// bucket returns the index of d's bucket.
+func bucket(d time.Duration) int {
+	v := uint64(max(d, 0))
+	if v < 2*subBuckets {
+		return int(v)
+	}
+	shift := bits.Len64(v) - 1 - subBits // v>>shift is in [subBuckets, 2*subBuckets)
+	return (shift+1)*subBuckets + int(v>>shift) - subBuckets
+}
+
+// lower returns the smallest duration of bucket i, in nanoseconds.
+func lower(i int) float64 {
+	if i < 2*subBuckets {
+		return float64(i)
+	}
+	shift := i/subBuckets - 1
+	return float64(uint64(i%subBuckets+subBuckets) << shift)
+}
+
+func (h *histogram) record(d time.Duration) {
+	h.counts[bucket(d)]++
+	h.n++
+	h.max = max(h.max, d)
+}
+
+func (h *histogram) merge(o *histogram) {
+	for i, c := range o.counts {
+		h.counts[i] += c
+	}
+	h.n += o.n
+	h.max = max(h.max, o.max)
+}
+
+// quantile returns the q-quantile in microseconds (the middle of its
+// bucket, capped by the maximum), or 0 for an empty histogram.
+func (h *histogram) quantile(q float64) float64 {
+	if h.n == 0 {
+		return 0
+	}
+	rank := max(int64(math.Ceil(q*float64(h.n))), 1)
+	var seen int64
+	for i, c := range h.counts {
+		seen += c
+		if seen >= rank {
+			mid := (lower(i) + lower(i+1)) / 2
+			return round(min(mid, float64(h.max)) / 1e3)
+		}
+	}
+	return round(float64(h.max) / 1e3)
+}
