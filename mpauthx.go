@@ -54,8 +54,11 @@ type Config struct {
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string
-	// DB holds the user table (required): open it with OpenSQLite, or
-	// create the table with Schema. The Client never closes it.
+	// DB holds the user table (required): open it with OpenSQLite (or
+	// OpenPostgres, for a table shared by several instances), or create
+	// the table yourself with Schema (PostgresSchema). New detects the SQL
+	// dialect from the driver: github.com/mattn/go-sqlite3 ("sqlite3") or
+	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
 	// APIBase is WeChat's API server: "" means DefaultAPIBase. Point it at
 	// an mpauthxtest.Server in tests.
@@ -174,7 +177,17 @@ func New(cfg Config) (*Client, error) {
 		if addr == "" {
 			addr = DefaultRedisAddr
 		}
-		c.rdb = redis.NewClient(&redis.Options{Addr: addr, Password: cfg.RedisPassword})
+		c.rdb = redis.NewClient(&redis.Options{
+			Addr:     addr,
+			Password: cfg.RedisPassword,
+			// Fail fast while Redis is down: go-redis's defaults (3
+			// retries of each command, 5 of each dial, with backoff) make
+			// every call take well over a second before it reports 6000.
+			// One retry still rides over a single dropped connection,
+			// such as after a Redis restart.
+			MaxRetries:    1,
+			DialerRetries: 1,
+		})
 		c.ownRedis = true
 	}
 	c.reads = newSessionReader(c.rdb)

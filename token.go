@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
@@ -73,13 +74,16 @@ func (c *Client) parse(token string) (userID, session string, ok bool) {
 }
 
 // validUserID reports whether id can be a token's user ID: 1 to 256 bytes
-// of printable UTF-8 without '|'.
+// of printable UTF-8 (spaces allowed, but not at either end) without '|'.
 func validUserID(id string) bool {
 	if id == "" || len(id) > maxUserIDLen || !utf8.ValidString(id) {
 		return false
 	}
+	if strings.TrimSpace(id) != id {
+		return false
+	}
 	for _, r := range id {
-		if r == '|' || r < 0x20 || r == 0x7f {
+		if r == '|' || !unicode.IsPrint(r) && r != ' ' {
 			return false
 		}
 	}
@@ -151,7 +155,8 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 // IsTokenValid reports whether token is live: issued by this Client's Sku,
 // not expired, revoked or replaced. A malformed token or one of another Sku
 // is (false, nil) without a Redis round trip. The error is non-nil only when
-// Redis cannot answer (code StatusDatabaseError).
+// Redis cannot answer (code StatusDatabaseError, wrapping ctx.Err() when
+// ctx ended first) or the Client is closed (wrapping ErrClosed).
 //
 // Concurrent calls share Redis round trips: their GETs are coalesced into
 // pipelines by go-redis's automatic pipelining, while a lone call is sent

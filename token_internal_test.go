@@ -125,6 +125,14 @@ func TestValidUserID(t *testing.T) {
 		{"\xff", false},
 		{"a\xc3", false},
 		{"\xed\xa0\x80", false}, // an encoded surrogate is not UTF-8
+		{" a", false},
+		{"a ", false},
+		{" ", false},
+		{"a\u00a0", false},  // a trailing no-break space
+		{"a\u200bb", false}, // a zero-width space is not printable
+		{"a\u202eb", false}, // nor a bidi override
+		{"a\u0085b", false}, // nor a C1 control (NEL)
+		{"a\u3000b", false}, // nor an ideographic space
 	}
 	for _, tt := range tests {
 		if got := validUserID(tt.id); got != tt.ok {
