@@ -79,7 +79,10 @@ func (cfg Config) String() string {
 		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, cfg.APIBase)
 }
 
-// LogValue implements slog.LogValuer with the secrets redacted.
+// GoString implements fmt.GoStringer, so that %#v redacts the secrets too.
+func (cfg Config) GoString() string { return cfg.String() }
+
+// LogValue implements slog.LogValuer with the redacted String.
 func (cfg Config) LogValue() slog.Value {
 	return slog.StringValue(cfg.String())
 }
@@ -187,6 +190,9 @@ func New(cfg Config) (*Client, error) {
 			// such as after a Redis restart.
 			MaxRetries:    1,
 			DialerRetries: 1,
+			// Honour each call's ctx deadline on the socket too, so that
+			// a hung Redis cannot hold a call past its ctx.
+			ContextTimeoutEnabled: true,
 		})
 		c.ownRedis = true
 	}

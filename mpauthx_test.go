@@ -117,10 +117,10 @@ type fakeDriver struct{}
 func (fakeDriver) Open(string) (driver.Conn, error) { return nil, errors.New("fake") }
 
 func TestConfigStringRedactsSecret(t *testing.T) {
-	cfg := mpauthx.Config{AppID: "wx1", AppSecret: "very-secret", Sku: "s"}
+	cfg := mpauthx.Config{AppID: "wx1", AppSecret: "very-secret", RedisPassword: "very-secret", Sku: "s"}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "config", cfg)
-	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%v %+v %s", cfg, cfg, cfg), buf.String()} {
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%v %+v %s %#v", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %+v %#v", &cfg, &cfg, &cfg), buf.String()} {
 		if strings.Contains(s, "very-secret") || !strings.Contains(s, "wx1") {
 			t.Fatalf("%q: secret shown or AppID missing", s)
 		}
@@ -748,6 +748,10 @@ func TestContext(t *testing.T) {
 			wantCode(t, err, mpauthx.StatusSessionKeyRequestError)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err %v does not wrap context.DeadlineExceeded", err)
+			}
+			var me *mpauthx.Error
+			if !errors.As(err, &me) || !strings.HasSuffix(me.Message, ": timed out") {
+				t.Errorf("message of %v does not say it timed out", err)
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("returned after %v", d)

@@ -72,12 +72,12 @@ func sessionError(cause error) *Error {
 	switch {
 	case errors.As(cause, &we):
 		msg = fmt.Sprintf("%s: errcode %d (%s)", msg, we.ErrCode, weChatErrText(we.ErrCode))
-	case errors.As(cause, &e):
-		msg += ": " + e.Message
 	case errors.Is(cause, context.DeadlineExceeded):
 		msg += ": timed out"
 	case errors.Is(cause, context.Canceled):
 		msg += ": canceled"
+	case errors.As(cause, &e):
+		msg += ": " + e.Message
 	}
 	return newError(StatusSessionKeyRequestError, msg, cause)
 }

@@ -10,36 +10,60 @@
 // UserInfo or EncryptFor. FailNext queues faults (HTTP errors, WeChat
 // error codes, malformed bodies, delays) for the next requests.
 //
-// A login-handler test using it with mpauthx looks like this:
+// A test of a login handler, here loginHandler(c), which answers
+// POST {"code": "..."} with mpauthx.Result as JSON (see Example_loginHandler
+// for one), with miniredis standing in for Redis:
 //
 //	func TestLogin(t *testing.T) {
-//		srv := mpauthxtest.NewServer("wxappid", "secret")
-//		defer srv.Close()
-//		u := srv.AddUser(mpauthxtest.User{OpenID: "o1", NickName: "Ann"})
-//		code := srv.Code(u.OpenID)
-//		data, iv := srv.UserInfo(u.OpenID)
-//
-//		c, err := mpauthx.New(mpauthx.Config{
-//			AppID:     srv.AppID,
-//			AppSecret: srv.AppSecret,
-//			APIBase:   srv.URL,
-//			Sku:       "test",
-//			DB:        db,    // e.g. from mpauthx.OpenSQLite
-//			Redis:     rdb,   // e.g. a miniredis-backed client
-//		})
+//		wx := mpauthxtest.NewServer("wx-test-app", "test-secret")
+//		defer wx.Close()
+//		rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+//		defer rdb.Close()
+//		db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "users.db"))
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer db.Close()
+//		c, err := mpauthx.New(mpauthx.Config{AppID: wx.AppID, AppSecret: wx.AppSecret,
+//			APIBase: wx.URL, Sku: "test", Redis: rdb, DB: db})
 //		if err != nil {
 //			t.Fatal(err)
 //		}
 //		defer c.Close()
-//		res, err := c.Authorize(context.Background(), code, data, iv)
-//		if err != nil || c.ExtractOpenID(res.Response) != "o1" {
-//			t.Fatalf("Authorize = %+v, %v", res, err)
-//		}
+//		h := loginHandler(c)
 //
-//		// The code is single-use, and WeChat can fail:
-//		srv.FailNext(1, mpauthxtest.Fault{ErrCode: 45011})
-//		if _, err := c.Authorize(context.Background(), srv.Code("o1"), data, iv); err == nil {
-//			t.Fatal("Authorize succeeded although WeChat failed")
+//		wx.AddUser(mpauthxtest.User{OpenID: "o-alice"})
+//		code := wx.Code("o-alice")
+//		tests := []struct { // in order: "reused" reuses the code of "ok"
+//			name     string
+//			code     string
+//			fault    *mpauthxtest.Fault // the next code2session's answer
+//			wantHTTP int
+//			wantCode mpauthx.StatusCode
+//		}{
+//			{"ok", code, nil, 200, mpauthx.StatusSuccess},
+//			{"reused", code, nil, 401, mpauthx.StatusSessionKeyRequestError},
+//			{"unknown", "nope", nil, 401, mpauthx.StatusSessionKeyRequestError},
+//			{"missing", "", nil, 400, mpauthx.StatusRequiredParamsMissing},
+//			{"rate limited", wx.Code("o-alice"), &mpauthxtest.Fault{ErrCode: 45011}, 502, mpauthx.StatusSessionKeyRequestError},
+//			{"WeChat down", wx.Code("o-alice"), &mpauthxtest.Fault{Status: 500}, 502, mpauthx.StatusSessionKeyRequestError},
+//		}
+//		for _, tt := range tests {
+//			t.Run(tt.name, func(t *testing.T) {
+//				if tt.fault != nil {
+//					wx.FailNext(1, *tt.fault)
+//				}
+//				body := strings.NewReader(`{"code":"` + tt.code + `"}`)
+//				rec := httptest.NewRecorder()
+//				h.ServeHTTP(rec, httptest.NewRequest("POST", "/login", body))
+//				var res mpauthx.Result
+//				if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+//					t.Fatalf("reply %q: %v", rec.Body, err)
+//				}
+//				if rec.Code != tt.wantHTTP || res.StatusCode != tt.wantCode || (res.Response != "") != (tt.wantCode == mpauthx.StatusSuccess) {
+//					t.Errorf("POST /login = %d %+v, want %d with status_code %d", rec.Code, res, tt.wantHTTP, tt.wantCode)
+//				}
+//			})
 //		}
 //	}
 //

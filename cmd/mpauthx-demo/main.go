@@ -5,12 +5,14 @@
 //
 // Usage:
 //
-//	go run ./cmd/mpauthx-demo                       # walk through a login, step by step
-//	go run ./cmd/mpauthx-demo -listen :8080         # serve /login, /refresh and /me for curl
-//	go run ./cmd/mpauthx-demo -redis 127.0.0.1:6379 # use a real Redis instead of miniredis
+//	go run ./cmd/mpauthx-demo                        # walk through a login, step by step
+//	go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080 # serve /login, /refresh and /me for curl
+//	go run ./cmd/mpauthx-demo -redis 127.0.0.1:6379  # use a real Redis instead of miniredis
 //
 // -redis also takes a Redis Cluster: one node's address (the cluster is
-// detected) or several comma-separated seed addresses.
+// detected) or several comma-separated seed addresses. On a real Redis the
+// demo only touches keys of its own Sku, mpauthx:{<user>|demo}:session; the
+// walkthrough revokes the token it made.
 //
 // With -listen it serves:
 //
@@ -22,6 +24,9 @@
 //	GET  /dev/code  ?openid=X: registers a fake WeChat user and returns a fresh
 //	                login code with its encryptedData and iv (demo only: it
 //	                stands in for wx.login in the mini program)
+//
+// /dev/code lets whoever reaches the port log in as any user it names, so
+// listen on a loopback address; the demo warns when it does not.
 //
 // The Redis password is read from -redis-password or, when that is empty,
 // from $MPAUTHX_REDIS_PASSWORD. Exit status: 0 on success, 1 when something
@@ -128,16 +133,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Listen first: a port in use fails before anything starts.
+	var ln net.Listener
+	if o.listen != "" {
+		if ln, err = listen(o.listen); err != nil {
+			return err
+		}
+		defer ln.Close()
+	}
 	out := &syncWriter{w: stdout}
 	d, err := setup(ctx, o, out, stderr)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	if o.listen != "" {
-		return d.serve(ctx, o.listen)
+	if ln != nil {
+		return d.serve(ctx, ln)
 	}
 	return d.walkthrough(ctx)
+}
+
+// listen opens the -listen address, with an error that says what to do
+// when it cannot.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			err = oe.Err // "bind: address already in use", without repeating addr
+		}
+		return nil, fmt.Errorf("cannot listen on %s (%v); pick another -listen address", addr, err)
+	}
+	return ln, nil
 }
 
 // parseFlags parses and checks the command line; the usage for -h goes to
@@ -149,7 +176,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	redisAddr := fs.String("redis", "", "use the Redis at `host:port` instead of an embedded miniredis; a Redis Cluster\nnode is detected, and comma-separated addresses are taken as cluster seeds")
 	fs.StringVar(&o.redisPassword, "redis-password", "", "password of the -redis server (default $"+envPassword+")")
 	fs.DurationVar(&o.redisTimeout, "redis-timeout", defaultTimeout, "how long to wait for the -redis server to answer PING")
-	fs.StringVar(&o.listen, "listen", "", "serve /login, /refresh, /me and /dev/code over HTTP on `host:port` (e.g. :8080)\ninstead of walking through a login")
+	fs.StringVar(&o.listen, "listen", "", "serve /login, /refresh, /me and /dev/code over HTTP on `host:port` (e.g. 127.0.0.1:8080)\ninstead of walking through a login")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: mpauthx-demo [-listen host:port] [-redis host:port[,host:port...] [-redis-password pw]]\n\n"+
 			"Logs a simulated WeChat user in with mpauthx and prints each step, or with -listen\n"+
@@ -371,9 +398,11 @@ func (d *demo) stepf(format string, args ...any) {
 	fmt.Fprintf(d.out, "\n%d. %s\n", d.step, fmt.Sprintf(format, args...))
 }
 
-// linef prints an indented line under the current step.
+// linef prints a line under the current step, indented to its heading's
+// text.
 func (d *demo) linef(format string, args ...any) {
-	fmt.Fprintf(d.out, "   %s\n", fmt.Sprintf(format, args...))
+	indent := strings.Repeat(" ", len(strconv.Itoa(d.step))+2)
+	fmt.Fprintf(d.out, "%s%s\n", indent, fmt.Sprintf(format, args...))
 }
 
 // walkthrough logs a simulated user in and prints each step. It returns an
@@ -466,7 +495,7 @@ func (d *demo) walkthrough(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Fprintf(d.out, "\nDone: every step behaved as documented.\nNext: go run ./cmd/mpauthx-demo -listen :8080   (an HTTP API to try with curl)\n")
+	fmt.Fprintf(d.out, "\nDone: every step behaved as documented.\nNext: go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080   (an HTTP API to try with curl)\n")
 	return nil
 }
 
@@ -484,13 +513,9 @@ func (d *demo) expectValid(ctx context.Context, token string, want bool, why str
 	return nil
 }
 
-// serve serves the demo's HTTP API on addr until ctx ends, then shuts down
+// serve serves the demo's HTTP API on ln until ctx ends, then shuts down
 // gracefully.
-func (d *demo) serve(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
+func (d *demo) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           d.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -504,6 +529,10 @@ func (d *demo) serve(ctx context.Context, addr string) error {
 	// "listening on" comes last: whoever waits for it (a test, a script)
 	// then has the whole start-up text.
 	fmt.Fprint(d.out, curlLines(baseURL(ln.Addr())))
+	if !isLoopback(ln.Addr()) {
+		fmt.Fprintf(d.out, "WARNING: %s is reachable from other machines, and /dev/code lets anyone log in\n"+
+			"as any user it names. Use -listen 127.0.0.1:PORT unless that is what you want.\n", ln.Addr())
+	}
 	fmt.Fprintf(d.out, "Press Ctrl-C to stop.\nlistening on %s\n", ln.Addr())
 
 	select {
@@ -531,6 +560,13 @@ func baseURL(a net.Addr) string {
 		}
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// isLoopback reports whether a listener's address is reachable only from
+// this machine.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // curlLines is the walkthrough printed at start-up in -listen mode.

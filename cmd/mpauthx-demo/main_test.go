@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +103,7 @@ func TestWalkthrough(t *testing.T) {
 		"7. c.IsTokenValid(ctx, oldToken)\n   -> false",
 		"8. c.IsTokenValid(ctx, newToken)\n   -> true",
 		"9. c.RevokeToken(ctx, newToken)", "-> err = nil",
-		"10. c.IsTokenValid(ctx, newToken)\n   -> false",
+		"10. c.IsTokenValid(ctx, newToken)\n    -> false",
 		"Done: every step behaved as documented.",
 	}
 	for _, tt := range tests {
@@ -156,9 +158,9 @@ func TestWalkthrough(t *testing.T) {
 	}
 }
 
-// listening runs the demo with -listen 127.0.0.1:0 and returns its base URL,
-// its output so far, and stop, which cancels it and returns run's error.
-func listening(t *testing.T) (base string, out *syncBuffer, stop func() error) {
+// listening runs the demo with -listen addr and returns its base URL, its
+// output so far, and stop, which cancels it and returns run's error.
+func listening(t *testing.T, addr string) (base string, out *syncBuffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
@@ -166,7 +168,7 @@ func listening(t *testing.T) (base string, out *syncBuffer, stop func() error) {
 	var stderr syncBuffer
 	errc := make(chan error, 1)
 	go func() {
-		err := run(ctx, []string{"-listen", "127.0.0.1:0"}, pw, &stderr)
+		err := run(ctx, []string{"-listen", addr}, pw, &stderr)
 		pw.Close()
 		errc <- err
 	}()
@@ -243,13 +245,16 @@ func statusCode(v map[string]any) int {
 }
 
 func TestListen(t *testing.T) {
-	base, out, stop := listening(t)
+	base, out, stop := listening(t, "127.0.0.1:0")
 	const jsonType = "application/json"
 
 	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/refresh", base + "/me", "curl "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), "WARNING") {
+		t.Errorf("a loopback listener got the warning meant for others:\n%s", out.String())
 	}
 
 	// A fake wx.login, then the JSON login with encryptedData and iv.
@@ -489,4 +494,80 @@ func TestExitCode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCurlLines runs the curl lines the demo prints, as a reader would
+// paste them, and checks what they print: they are also in the README.
+func TestCurlLines(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "sed"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the printed lines need %s: %v", tool, err)
+		}
+	}
+	_, out, _ := listening(t, "127.0.0.1:0")
+	_, block, _ := strings.Cut(out.String(), "Try it with curl")
+	block, _, _ = strings.Cut(block, "Press Ctrl-C")
+	var script []string
+	for line := range strings.Lines(block) {
+		if cmd, ok := strings.CutPrefix(line, "  "); ok && !strings.HasPrefix(cmd, "#") {
+			script = append(script, cmd)
+		}
+	}
+	if len(script) < 8 {
+		t.Fatalf("found %d curl lines in the start-up output:\n%s", len(script), out.String())
+	}
+	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", strings.Join(script, ""))
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the curl lines failed: %v\n%s\nscript:\n%s", err, got, strings.Join(script, ""))
+	}
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	want := []string{
+		`^\{"openid":"o-alice","code":"c\+[^"]+","encryptedData":"[^"]+","iv":"[^"]+"\}$`, // 1. /dev/code
+		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 2. TOKEN
+		`^\{"openid":"o-alice"\}$`,      // 3. /me
+		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 4. NEW
+		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`, //    /me, old token
+		`^\{"openid":"o-alice"\}$`, //    /me, new token
+		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`, // 5. code-only login
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)
+	}
+	for i, w := range want {
+		if !regexp.MustCompile(w).MatchString(lines[i]) {
+			t.Errorf("line %d = %q, want it to match %s", i+1, lines[i], w)
+		}
+	}
+	if lines[1] == lines[3] {
+		t.Errorf("/refresh printed the old token again: %s", lines[3])
+	}
+}
+
+func TestListenProblems(t *testing.T) {
+	t.Run("port in use", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var stdout, stderr syncBuffer
+		err = run(t.Context(), []string{"-listen", ln.Addr().String()}, &stdout, &stderr)
+		if exitCode(err) != 1 || !strings.Contains(err.Error(), "cannot listen on "+ln.Addr().String()) ||
+			!strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("run = %v (exit %d), want exit 1 saying the address is in use", err, exitCode(err))
+		}
+		if stdout.String() != "" {
+			t.Errorf("the demo started although it cannot listen:\n%s", stdout.String())
+		}
+	})
+	t.Run("all interfaces", func(t *testing.T) {
+		_, out, stop := listening(t, ":0")
+		if !strings.Contains(out.String(), "WARNING: ") || !strings.Contains(out.String(), "-listen 127.0.0.1:PORT") {
+			t.Errorf("listening on all interfaces printed no warning:\n%s", out.String())
+		}
+		if err := stop(); err != nil {
+			t.Errorf("run after cancel = %v", err)
+		}
+	})
 }
