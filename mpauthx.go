@@ -51,6 +51,12 @@ type Config struct {
 	// *redis.Ring. The Client never closes it. When nil, New dials
 	// RedisAddr (default DefaultRedisAddr) with RedisPassword, and Close
 	// closes that connection.
+	//
+	// Give your own client ContextTimeoutEnabled: true, or a hung Redis
+	// holds calls past their ctx (go-redis then uses only its own socket
+	// timeouts), and consider MaxRetries: 1 and DialerRetries: 1, or each
+	// call takes over a second to report that Redis is down. The client
+	// New dials is set up this way.
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string

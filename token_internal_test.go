@@ -1,8 +1,12 @@
 package mpauthx
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSplitToken(t *testing.T) {
@@ -232,5 +236,43 @@ func TestBearerToken(t *testing.T) {
 		if token != tt.token || ok != tt.ok {
 			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.h, token, ok, tt.token, tt.ok)
 		}
+	}
+}
+
+func TestStorageErrorWrapsEndedContext(t *testing.T) {
+	ioTimeout := errors.New("read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout")
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	tests := []struct {
+		name  string
+		ctx   context.Context
+		cause error
+		want  error // also wrapped; nil: only the cause
+	}{
+		{"live ctx", context.Background(), ioTimeout, nil},
+		{"expired ctx, socket timeout", expired, ioTimeout, context.DeadlineExceeded},
+		{"canceled ctx, socket error", canceled, ioTimeout, context.Canceled},
+		{"expired ctx, cause already says so", expired, fmt.Errorf("get: %w", context.DeadlineExceeded), context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := storageError(tt.ctx, "checking the token failed", tt.cause)
+			if err.Code != StatusDatabaseError || !errors.Is(err, tt.cause) {
+				t.Fatalf("storageError = %v (code %d), want 6000 wrapping %v", err, err.Code, tt.cause)
+			}
+			if tt.want == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+				t.Fatalf("storageError = %v wraps a ctx error of a live ctx", err)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("storageError = %v does not wrap %v", err, tt.want)
+			}
+			if tt.want != nil {
+				if n := strings.Count(err.Error(), tt.want.Error()); n != 1 {
+					t.Fatalf("storageError = %q names %q %d times", err, tt.want, n)
+				}
+			}
+		})
 	}
 }

@@ -148,8 +148,9 @@ func parseSessionReply(body []byte) (session, error) {
 
 // redact returns err with the app secret removed from its text. A
 // *url.Error carries the whole URL, secret and code included: its URL is
-// replaced by one whose secret and js_code read REDACTED. errors.Is and errors.As still
-// reach the original causes (a context error, a *net.OpError).
+// replaced by one whose secret and js_code read REDACTED. errors.Is and
+// errors.As still reach the original causes (a context error, a
+// *net.OpError), except a cause whose own text holds the secret.
 func (c *Client) redact(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -171,15 +172,52 @@ func (c *Client) redactString(s string) string {
 	return s
 }
 
-// redactedError hides the app secret in the text of err, keeping err
-// reachable by errors.Is and errors.As.
+// redactedError hides the app secret in the text of err. err stays
+// reachable by errors.Is and errors.As unless one of its layers carries
+// the secret in its own text (a custom transport that quotes the URL): then
+// only the context errors it wraps are reachable, so that unwrapping the
+// error can never bring the secret back.
 type redactedError struct {
 	err error
 	c   *Client
 }
 
 func (e redactedError) Error() string { return e.c.redactString(e.err.Error()) }
-func (e redactedError) Unwrap() error { return e.err }
+
+func (e redactedError) Unwrap() []error {
+	if !e.c.carriesSecret(e.err) {
+		return []error{e.err}
+	}
+	var keep []error
+	for _, end := range []error{context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(e.err, end) {
+			keep = append(keep, end)
+		}
+	}
+	return keep
+}
+
+// carriesSecret reports whether the text of err or of any error it wraps
+// holds the app secret.
+func (c *Client) carriesSecret(err error) bool {
+	if err == nil {
+		return false
+	}
+	if s := err.Error(); c.redactString(s) != s {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return c.carriesSecret(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if c.carriesSecret(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Timeout reports whether the hidden error is a timeout, so that
 // (*url.Error).Timeout keeps working after redaction.

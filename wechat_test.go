@@ -353,3 +353,48 @@ func TestRedactCode2SessionRefused(t *testing.T) {
 	}
 	assertNoSecret(t, c, err.Error(), "THECODE")
 }
+
+// TestRedactHidesCausesThatCarryTheSecret checks that no error reachable
+// by unwrapping a redacted error holds the secret, while the context error
+// under it stays reachable.
+func TestRedactHidesCausesThatCarryTheSecret(t *testing.T) {
+	c := redactClient()
+	var op *net.OpError
+	tests := []struct {
+		name   string
+		cause  error
+		is     error
+		asOpOK bool // a *net.OpError is still reachable
+	}{
+		{"secret in a layer", fmt.Errorf("transport: get %s: %w", c.secret, context.DeadlineExceeded), context.DeadlineExceeded, false},
+		{"escaped secret deep down", fmt.Errorf("outer: %w", fmt.Errorf("inner %s: %w", url.QueryEscape(c.secret), context.Canceled)), context.Canceled, false},
+		{"clean cause", fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: context.DeadlineExceeded}), context.DeadlineExceeded, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.redact(&url.Error{Op: "Get", URL: requestURL(c, "THECODE"), Err: tt.cause})
+			var walk func(e error)
+			walk = func(e error) {
+				if e == nil {
+					return
+				}
+				assertNoSecret(t, c, e.Error(), "")
+				switch u := e.(type) {
+				case interface{ Unwrap() error }:
+					walk(u.Unwrap())
+				case interface{ Unwrap() []error }:
+					for _, e := range u.Unwrap() {
+						walk(e)
+					}
+				}
+			}
+			walk(err)
+			if !errors.Is(err, tt.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.is)
+			}
+			if got := errors.As(err, &op); got != tt.asOpOK {
+				t.Errorf("errors.As(%v, *net.OpError) = %v, want %v", err, got, tt.asOpOK)
+			}
+		})
+	}
+}
