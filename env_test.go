@@ -6,7 +6,9 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,4 +160,59 @@ func (e *env) valid(t *testing.T, token string) bool {
 		t.Fatalf("IsTokenValid: %v", err)
 	}
 	return ok
+}
+
+// skuKeys returns the Redis keys of e's Sku, found with SCAN (on every
+// master of a cluster). The library itself never scans; tests do, to prove
+// that nothing was left behind.
+func (e *env) skuKeys(t *testing.T) []string {
+	t.Helper()
+	pattern := "mpauthx:{*|" + e.cfg.Sku + "}:session"
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	switch r := e.rdb.(type) {
+	case *redis.Client:
+		err = scan(bg, r)
+	case *redis.ClusterClient:
+		err = r.ForEachMaster(bg, scan)
+	default:
+		t.Fatalf("cannot scan a %T", e.rdb)
+	}
+	if err != nil {
+		t.Fatalf("SCAN: %v", err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// userRows counts the rows of the user table.
+func (e *env) userRows(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := e.queryRow(`SELECT count(*) FROM user`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// rowExists reports whether the user table has a row for userID.
+func (e *env) rowExists(t *testing.T, userID string) bool {
+	t.Helper()
+	var n int
+	if err := e.queryRow(`SELECT count(*) FROM user WHERE openId = ?`, userID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
 }
