@@ -58,7 +58,7 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 		userID = u.UnionID
 	}
 	if err := c.store.upsert(ctx, userID, u); err != nil {
-		return c.fail(ctx, storageError(ctx, "saving the user failed", err))
+		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
 	return c.issue(ctx, userID)
 }
@@ -85,7 +85,7 @@ func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error)
 		userID = s.unionID
 	}
 	if err := c.store.ensure(ctx, userID); err != nil {
-		return c.fail(ctx, storageError(ctx, "saving the user failed", err))
+		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
 	return c.issue(ctx, userID)
 }

@@ -189,20 +189,30 @@ func BenchmarkIsTokenValid(b *testing.B) {
 			parallelCalls(b, check)
 			reportRate(b, "checks/s")
 		})
-		b.Run(r.name+"/1-goroutine", func(b *testing.B) {
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				if err := check(i); err != nil {
-					b.Fatal(err)
+		// A lone check, with a ctx that cannot end (sent on the caller's
+		// goroutine) and with one that can, like a request's (sent
+		// through the autopipeliner, so that the wait can be abandoned).
+		lone := func(ctx context.Context) func(b *testing.B) {
+			return func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					ok, err := w.c.IsTokenValid(ctx, tokens[i%len(tokens)])
+					if err != nil || !ok {
+						b.Fatalf("IsTokenValid = %v, %v", ok, err)
+					}
 				}
 			}
-		})
+		}
+		reqCtx, cancel := context.WithCancel(context.Background())
+		b.Run(r.name+"/1-goroutine", lone(context.Background()))
+		b.Run(r.name+"/1-goroutine-cancelable-ctx", lone(reqCtx))
+		cancel()
 	}
 }
 
 // BenchmarkBaseline measures what IsTokenValid is compared with: a plain
 // go-redis GET per call with 64 goroutines (what a straightforward port
-// does), and a lone go-redis EXISTS round trip.
+// does), and a lone go-redis EXISTS or GET round trip.
 func BenchmarkBaseline(b *testing.B) {
 	for _, r := range benchRedises(b) {
 		ctx := context.Background()
@@ -234,6 +244,14 @@ func BenchmarkBaseline(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				if err := r.rdb.Exists(ctx, keys[i%len(keys)]).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(r.name+"/GET-1-goroutine", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := r.rdb.Get(ctx, keys[i%len(keys)]).Err(); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -325,6 +343,7 @@ func TestIsTokenValidCoalescedAnswers(t *testing.T) {
 			tok := e.login(t, e.user("coalesce"+strconv.Itoa(i)))
 			sess := tok[len(tok)-26:]
 			userID := e.c.ExtractOpenID(tok)
+			t.Cleanup(func() { e.rdb.Del(bg, e.key(userID)) }) // a shared Redis keeps nothing
 			switch i % 4 {
 			case 0:
 				probes = append(probes, probe{token: tok, ctx: bg, want: true, code: mpauthx.StatusSuccess})
@@ -464,6 +483,10 @@ func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
 func TestReadPipelineIsPrivate(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		tok := e.login(t, e.user("private"))
+		u2 := e.user("private2")
+		t.Cleanup(func() { // a shared Redis keeps nothing
+			e.rdb.Del(bg, e.key(e.c.ExtractOpenID(tok)), e.key(u2.OpenID))
+		})
 		var theirs *redis.AutoPipeliner
 		var err error
 		switch r := e.rdb.(type) {
@@ -494,7 +517,7 @@ func TestReadPipelineIsPrivate(t *testing.T) {
 				}
 			})
 		}
-		if _, err := c2.AuthorizeCode(bg, e.wx.Code(e.user("private2").OpenID)); err != nil {
+		if _, err := c2.AuthorizeCode(bg, e.wx.Code(u2.OpenID)); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()
@@ -520,4 +543,103 @@ func TestReadPipelineIsPrivate(t *testing.T) {
 			t.Fatalf("the first Client after the second's Close: %v, %v", ok, err)
 		}
 	})
+}
+
+// ctxMarker marks the contexts of TestLoneCheckRunsOnCallersContext.
+type ctxMarker struct{}
+
+// markerHook records, for each GET it sees, whether it ran on a context
+// carrying ctxMarker, that is on the caller's own context.
+type markerHook struct {
+	mu    sync.Mutex
+	gets  int
+	onOwn int
+}
+
+func (h *markerHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *markerHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" {
+			h.mu.Lock()
+			h.gets++
+			if ctx.Value(ctxMarker{}) != nil {
+				h.onOwn++
+			}
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *markerHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "get" {
+				h.mu.Lock()
+				h.gets++
+				if ctx.Value(ctxMarker{}) != nil {
+					h.onOwn++
+				}
+				h.mu.Unlock()
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestLoneCheckRunsOnCallersContext checks which path a lone check takes:
+// with a ctx that cannot end, a plain GET on the caller's context (no
+// autopipeliner hand-off); with one that can, the autopipeliner, which
+// runs the GET on a context of its own so that the caller can stop
+// waiting.
+func TestLoneCheckRunsOnCallersContext(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	hook := &markerHook{}
+	rdb.AddHook(hook) // before New, so that the reader's clone has it too
+	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	token := "o1|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	forever := context.WithValue(context.Background(), ctxMarker{}, true)
+	cancelable, cancel := context.WithCancel(forever)
+	defer cancel()
+	tests := []struct {
+		name  string
+		ctx   context.Context
+		plain bool
+	}{
+		{"ctx that cannot end", forever, true},
+		{"ctx that can end", cancelable, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hook.mu.Lock()
+			hook.gets, hook.onOwn = 0, 0
+			hook.mu.Unlock()
+			if ok, err := c.IsTokenValid(tt.ctx, token); ok || err != nil {
+				t.Fatalf("IsTokenValid = %v, %v; want false, nil", ok, err)
+			}
+			hook.mu.Lock()
+			defer hook.mu.Unlock()
+			// go-redis v9.23 runs the client's hooks for a plain GET but
+			// not (as observed) for an autopipelined one: only the
+			// caller's context is checked for the latter.
+			if tt.plain && (hook.gets != 1 || hook.onOwn != 1) {
+				t.Errorf("%d GETs, %d on the caller's context; want one plain GET on it", hook.gets, hook.onOwn)
+			}
+			if !tt.plain && hook.onOwn != 0 {
+				t.Errorf("%d GETs on the caller's context; want none (the autopipeliner's own)", hook.onOwn)
+			}
+		})
+	}
 }

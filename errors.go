@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // ErrClosed is wrapped by the *Error every method returns once Close has
@@ -21,17 +22,38 @@ type Error struct {
 	Err     error
 }
 
-// Error returns "mpauthx: <message> (<code>)" followed by the cause, if any.
+// Error returns "mpauthx: <message> (<code>)" followed by the cause, if
+// any. A cause that only repeats the message is not repeated: a wrapped
+// *Error whose message ends the outer one adds its code instead
+// ("... HTTP 500 (6008, 6002)"), and a sentinel reading "mpauthx: <message>"
+// is left out.
 func (e *Error) Error() string {
-	msg := e.Message
-	if msg == "" {
-		msg = e.Code.Message()
+	msg := e.message()
+	codes := strconv.Itoa(int(e.Code))
+	cause := e.Err
+	for {
+		inner, ok := cause.(*Error)
+		if !ok || !strings.HasSuffix(msg, inner.message()) {
+			break
+		}
+		codes += ", " + strconv.Itoa(int(inner.Code))
+		cause = inner.Err
 	}
-	s := "mpauthx: " + msg + " (" + strconv.Itoa(int(e.Code)) + ")"
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
+	s := "mpauthx: " + msg + " (" + codes + ")"
+	if cause != nil {
+		if t := cause.Error(); t != "mpauthx: "+msg {
+			s += ": " + t
+		}
 	}
 	return s
+}
+
+// message returns e's Message, or its code's when there is none.
+func (e *Error) message() string {
+	if e.Message == "" {
+		return e.Code.Message()
+	}
+	return e.Message
 }
 
 // Unwrap returns the cause.

@@ -168,7 +168,13 @@ func TestRedisSlow(t *testing.T) {
 			}
 		}},
 	}
-	for _, kind := range redisKinds() {
+	// A caller's client with go-redis's defaults too: without
+	// ContextTimeoutEnabled go-redis waits out a stalled Redis, and the
+	// Client must still return when ctx ends.
+	kinds := append(redisKinds(), redisKind{name: "caller's client with go-redis defaults", client: func(addr string) *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: addr})
+	}})
+	for _, kind := range kinds {
 		t.Run(kind.name, func(t *testing.T) {
 			p := startRedis(t)
 			e := newProcEnv(t, kind, p.Addr())

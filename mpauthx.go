@@ -57,6 +57,12 @@ type Config struct {
 	// timeouts), and consider MaxRetries: 1 and DialerRetries: 1, or each
 	// call takes over a second to report that Redis is down. The client
 	// New dials is set up this way.
+	//
+	// IsTokenValid reads through a private automatic pipeline made at New:
+	// on a *redis.Client it shares the client's connections and the hooks
+	// added before New (add hooks first); on a *redis.ClusterClient or
+	// *redis.Ring it is a second client with the same options, its own
+	// connections and none of your hooks.
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string
@@ -87,6 +93,33 @@ func (cfg Config) String() string {
 
 // GoString implements fmt.GoStringer, so that %#v redacts the secrets too.
 func (cfg Config) GoString() string { return cfg.String() }
+
+// String describes c without its secrets, so that printing or logging a
+// *Client does not leak them.
+func (c *Client) String() string {
+	return fmt.Sprintf("mpauthx.Client{AppID:%q Sku:%q TokenTTL:%v}", c.appID, c.sku, c.ttl)
+}
+
+// GoString implements fmt.GoStringer, so that %#v redacts the secret too.
+func (c *Client) GoString() string { return c.String() }
+
+// LogValue implements slog.LogValuer with the redacted String.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// isNilRedis reports whether r holds a nil pointer of a go-redis client
+// type: a nil client in a non-nil interface, which New must refuse rather
+// than dial RedisAddr or panic later.
+func isNilRedis(r redis.UniversalClient) bool {
+	switch r := r.(type) {
+	case *redis.Client:
+		return r == nil
+	case *redis.ClusterClient:
+		return r == nil
+	case *redis.Ring:
+		return r == nil
+	}
+	return false
+}
 
 // LogValue implements slog.LogValuer with the redacted String.
 func (cfg Config) LogValue() slog.Value {
@@ -129,8 +162,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("mpauthx: Config.AppSecret is required")
 	case cfg.Sku == "":
 		return nil, errors.New("mpauthx: Config.Sku is required")
-	case strings.Contains(cfg.Sku, "|"):
-		return nil, errors.New("mpauthx: Config.Sku must not contain '|'")
+	case !validUserID(cfg.Sku):
+		return nil, errors.New("mpauthx: Config.Sku must be at most 256 bytes of printable UTF-8, without '|' and without spaces at either end")
+	case isNilRedis(cfg.Redis):
+		return nil, errors.New("mpauthx: Config.Redis holds a nil client; leave it nil to have New dial RedisAddr")
 	case cfg.TokenTTL < 0:
 		return nil, errors.New("mpauthx: Config.TokenTTL must not be negative")
 	case cfg.TokenTTL > 0 && cfg.TokenTTL < time.Millisecond:
@@ -209,8 +244,11 @@ func New(cfg Config) (*Client, error) {
 // Close releases what New opened: the pipeline that coalesces
 // IsTokenValid's reads, the idle connections of the default HTTP client
 // and the Redis connection New dialed, if any. It never closes
-// Config.Redis or Config.DB. It is idempotent; the Client's methods fail
-// with an *Error wrapping ErrClosed afterwards.
+// Config.Redis or Config.DB. It is idempotent. Afterwards Authorize,
+// AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an
+// *Error (code StatusUnknownError) wrapping ErrClosed, and the Middleware
+// answers 503 with that error's Result; ExtractOpenID and ExtractSku,
+// which do no I/O, keep working.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
@@ -229,10 +267,13 @@ func (c *Client) Close() error {
 // checkOpen fails once Close has been called.
 func (c *Client) checkOpen() error {
 	if c.closed.Load() {
-		return newError(StatusUnknownError, "client is closed", ErrClosed)
+		return errClosed()
 	}
 	return nil
 }
+
+// errClosed is the error of a call made after Close.
+func errClosed() *Error { return newError(StatusUnknownError, "client is closed", ErrClosed) }
 
 // fail logs err and returns it with its Result, so that a handler can send
 // the Result as it is.
@@ -242,11 +283,21 @@ func (c *Client) fail(ctx context.Context, err error) (Result, error) {
 }
 
 // logFailure logs a failure at warning level. Errors never hold secrets.
+//
+// A failure that is the caller's (a missing argument, an unknown user, a
+// ctx the caller cancelled) is not logged; an invalid or already used
+// code (a login button tapped twice) is logged at Info; the rest, which
+// point at the service, at Warn.
 func (c *Client) logFailure(ctx context.Context, err error) {
 	code := Code(err)
-	if code == StatusRequiredParamsMissing || code == StatusUserNotExist {
-		return // the caller's mistake, not the service's
+	if code == StatusRequiredParamsMissing || code == StatusUserNotExist || errors.Is(err, context.Canceled) {
+		return
 	}
-	c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: call failed",
+	level := slog.LevelWarn
+	var we *WeChatError
+	if errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
+		level = slog.LevelInfo
+	}
+	c.log.LogAttrs(ctx, level, "mpauthx: call failed",
 		slog.Int("status_code", int(code)), slog.String("error", err.Error()))
 }

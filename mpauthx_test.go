@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seeda8e74ca0/mpauthx"
@@ -58,6 +59,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no AppSecret", func(c *mpauthx.Config) { c.AppSecret = "" }, "AppSecret"},
 		{"no Sku", func(c *mpauthx.Config) { c.Sku = "" }, "Sku"},
 		{"Sku with bar", func(c *mpauthx.Config) { c.Sku = "a|b" }, "Sku"},
+		{"Sku with newline", func(c *mpauthx.Config) { c.Sku = "a\nb" }, "Sku"},
+		{"Sku with edge space", func(c *mpauthx.Config) { c.Sku = "pro " }, "Sku"},
+		{"nil *redis.Client", func(c *mpauthx.Config) { c.Redis = (*redis.Client)(nil) }, "Config.Redis"},
+		{"nil *redis.ClusterClient", func(c *mpauthx.Config) { c.Redis = (*redis.ClusterClient)(nil) }, "Config.Redis"},
+		{"nil *redis.Ring", func(c *mpauthx.Config) { c.Redis = (*redis.Ring)(nil) }, "Config.Redis"},
 		{"negative TTL", func(c *mpauthx.Config) { c.TokenTTL = -time.Second }, "TokenTTL"},
 		{"sub-millisecond TTL", func(c *mpauthx.Config) { c.TokenTTL = time.Microsecond }, "TokenTTL"},
 		{"no DB", func(c *mpauthx.Config) { c.DB = nil }, "DB"},
@@ -115,6 +121,18 @@ func (fakeConnector) Driver() driver.Driver                        { return fake
 type fakeDriver struct{}
 
 func (fakeDriver) Open(string) (driver.Conn, error) { return nil, errors.New("fake") }
+
+func TestClientStringRedactsSecret(t *testing.T) {
+	forEachRedis(t, func(cfg *mpauthx.Config) { cfg.AppSecret = "very-secret" }, func(t *testing.T, e *env) {
+		var buf bytes.Buffer
+		slog.New(slog.NewTextHandler(&buf, nil)).Info("client", "c", e.c)
+		for _, s := range []string{fmt.Sprintf("%v %+v %s %#v", e.c, e.c, e.c, e.c), buf.String()} {
+			if strings.Contains(s, "very-secret") || !strings.Contains(s, e.cfg.AppID) {
+				t.Fatalf("%q: secret shown or AppID missing", s)
+			}
+		}
+	})
+}
 
 func TestConfigStringRedactsSecret(t *testing.T) {
 	cfg := mpauthx.Config{AppID: "wx1", AppSecret: "very-secret", RedisPassword: "very-secret", Sku: "s"}
@@ -1088,3 +1106,91 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 }
 
 var _ redis.UniversalClient = (*redis.ClusterClient)(nil)
+
+// TestLogLevels checks what a failure logs: nothing for the caller's own
+// mistakes and cancellations, Info for a reused or invalid code, Warn for
+// what points at the service.
+func TestLogLevels(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		logs bytes.Buffer
+	)
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&logs, &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	forEachRedis(t, func(cfg *mpauthx.Config) { cfg.Logger = logger }, func(t *testing.T, e *env) {
+		u := e.user("lou")
+		used := e.wx.Code(u.OpenID)
+		if _, err := e.c.AuthorizeCode(bg, used); err != nil {
+			t.Fatal(err)
+		}
+		canceled, cancel := context.WithCancel(bg)
+		cancel()
+		tests := []struct {
+			name string
+			call func() error
+			want string // "" means nothing logged
+		}{
+			{"missing code", func() error { _, err := e.c.AuthorizeCode(bg, ""); return err }, ""},
+			{"unknown user", func() error { _, err := e.c.RefreshToken(bg, "nobody"); return err }, ""},
+			{"cancelled ctx", func() error { _, err := e.c.AuthorizeCode(canceled, e.wx.Code(u.OpenID)); return err }, ""},
+			{"reused code", func() error { _, err := e.c.AuthorizeCode(bg, used); return err }, "level=INFO"},
+			{"unknown code", func() error { _, err := e.c.AuthorizeCode(bg, "no-such-code"); return err }, "level=INFO"},
+			{"WeChat 500", func() error {
+				e.wx.FailNext(1, mpauthxtest.Fault{Status: http.StatusInternalServerError})
+				_, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+				return err
+			}, "level=WARN"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				mu.Lock()
+				logs.Reset()
+				mu.Unlock()
+				if err := tt.call(); err == nil {
+					t.Fatal("call succeeded")
+				}
+				mu.Lock()
+				got := logs.String()
+				mu.Unlock()
+				switch {
+				case tt.want == "" && got != "":
+					t.Fatalf("logged %q, want nothing", got)
+				case tt.want != "" && (strings.Count(got, "\n") != 1 || !strings.Contains(got, tt.want)):
+					t.Fatalf("logged %q, want one line with %s", got, tt.want)
+				}
+			})
+		}
+	})
+}
+
+// TestRing runs the token calls on a *redis.Ring, whose reads get an
+// autopipeliner of their own.
+func TestRing(t *testing.T) {
+	ring := backend{name: "ring", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+		mr := miniredis.RunT(t)
+		rdb := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": mr.Addr()}})
+		t.Cleanup(func() { rdb.Close() })
+		return rdb, mr
+	}}
+	e := newEnv(t, ring, nil)
+	u := e.user("rin")
+	token := e.login(t, u)
+	if !e.valid(t, token) {
+		t.Fatal("fresh token is not valid")
+	}
+	res, err := e.c.RefreshToken(bg, u.OpenID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.valid(t, token) || !e.valid(t, res.Response) {
+		t.Fatal("RefreshToken did not replace the token")
+	}
+	if err := e.c.RevokeToken(bg, res.Response); err != nil || e.valid(t, res.Response) {
+		t.Fatalf("RevokeToken: %v; token still valid", err)
+	}
+	if err := e.c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := e.rdb.Ping(bg).Err(); err != nil {
+		t.Fatalf("Close closed the caller's Ring: %v", err)
+	}
+}

@@ -129,7 +129,10 @@ func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
 // mpauthx: WAL journal, synchronous=NORMAL, a 5 s busy timeout, and the user
 // table of Schema. The pool is limited to one connection: SQLite admits one
 // writer at a time, and queueing in the pool is far cheaper than SQLite's
-// busy-wait sleeps when many goroutines log in at once. The caller owns the
+// busy-wait sleeps when many goroutines log in at once. A Client call
+// therefore waits while anyone else holds that connection: do not call the
+// Client inside a transaction of this *sql.DB or while iterating its Rows,
+// and keep your own tables on another *sql.DB. The caller owns the
 // returned *sql.DB and closes it.
 func OpenSQLite(path string) (*sql.DB, error) {
 	if path == "" {

@@ -115,9 +115,13 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // issue returns userID's live token, or stores and returns a new one: one
 // atomic step, so that concurrent logins of one user share one token.
 func (c *Client) issue(ctx context.Context, userID string) (Result, error) {
-	s, err := issueScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, newSession(), c.ttlMillis()).Text()
+	var s string
+	err := await(ctx, func() (err error) {
+		s, err = issueScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, newSession(), c.ttlMillis()).Text()
+		return err
+	})
 	if err != nil {
-		return c.fail(ctx, storageError(ctx, "storing the token failed", err))
+		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
 	return success(c.makeToken(userID, s)), nil
 }
@@ -143,14 +147,14 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 	}
 	found, err := c.store.exists(ctx, userID)
 	if err != nil {
-		return c.fail(ctx, storageError(ctx, "looking the user up failed", err))
+		return c.fail(ctx, c.storageError(ctx, "looking the user up failed", err))
 	}
 	if !found {
 		return c.fail(ctx, newError(StatusUserNotExist, "user does not exist", nil))
 	}
 	s := newSession()
-	if err := c.rdb.Set(ctx, c.sessionKey(userID), s, c.ttl).Err(); err != nil {
-		return c.fail(ctx, storageError(ctx, "storing the token failed", err))
+	if err := await(ctx, func() error { return c.rdb.Set(ctx, c.sessionKey(userID), s, c.ttl).Err() }); err != nil {
+		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
 	return success(c.makeToken(userID, s)), nil
 }
@@ -162,8 +166,9 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 // ctx ended first) or the Client is closed (wrapping ErrClosed).
 //
 // Concurrent calls share Redis round trips: their GETs are coalesced into
-// pipelines by go-redis's automatic pipelining, while a lone call is sent
-// at once. Each call still returns when its own ctx ends.
+// pipelines by go-redis's automatic pipelining, and each call still
+// returns as soon as its own ctx ends. A lone call whose ctx can never end
+// (context.Background) is sent directly, as a plain GET.
 func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
@@ -177,7 +182,7 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		err = storageError(ctx, "checking the token failed", err)
+		err = c.storageError(ctx, "checking the token failed", err)
 		c.logFailure(ctx, err)
 		return false, err
 	}
@@ -194,19 +199,51 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	if !ok {
 		return nil
 	}
-	if err := revokeScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, s).Err(); err != nil {
-		err = storageError(ctx, "revoking the token failed", err)
+	if err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, s).Err() }); err != nil {
+		err = c.storageError(ctx, "revoking the token failed", err)
 		c.logFailure(ctx, err)
 		return err
 	}
 	return nil
 }
 
+// await runs the Redis write f and returns its error, or ctx's error as
+// soon as ctx ends first: go-redis gives up on a command only at its
+// socket deadlines, which follow ctx only when the client has
+// ContextTimeoutEnabled, so a hung Redis would otherwise hold the call. A
+// write abandoned this way may still be applied when Redis answers, which
+// every write here tolerates (an orphan token is handed to the next login;
+// a late refresh or revoke is what the caller asked for).
+func await(ctx context.Context, f func() error) error {
+	if ctx.Done() == nil {
+		return f()
+	}
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-done: // finished too: its result wins
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
 // storageError wraps a Redis or SQL failure in a StatusDatabaseError.
 // When ctx has ended, the error wraps ctx's error even if the cause does
 // not: a socket deadline taken from ctx can fire just before ctx's own
 // timer, and the caller must still see context.DeadlineExceeded.
-func storageError(ctx context.Context, msg string, cause error) *Error {
+//
+// A call that Close overtook, whose Redis client Close shut, fails like
+// any call after Close: with ErrClosed.
+func (c *Client) storageError(ctx context.Context, msg string, cause error) *Error {
+	if errors.Is(cause, redis.ErrClosed) && c.closed.Load() {
+		return errClosed()
+	}
 	if end := ctxErr(ctx); end != nil && !errors.Is(cause, end) {
 		cause = fmt.Errorf("%w: %w", end, cause)
 	}
@@ -230,9 +267,8 @@ func ctxErr(ctx context.Context) error {
 // autopipeliner is private to one Client: go-redis caches one instance per
 // client whose configuration the first caller fixes and whose Close stops it
 // for everyone, so the reader builds its own on a clone of the caller's
-// client and never touches the caller's instance. A nil *sessionReader (a
-// client type without automatic pipelining, such as *redis.Ring) sends
-// plain GETs.
+// client and never touches the caller's instance. A nil *sessionReader
+// (another client type) sends plain GETs.
 //
 // Only reads go through it: a pipeline is retried whole when a connection
 // drops, which is harmless for GET but not for the writes of issue,
@@ -266,9 +302,10 @@ func readPipelineOptions() *redis.AutoPipelineOptions {
 //
 // A *redis.Client (also a Sentinel failover client) is cloned with
 // WithTimeout, which shares its connection pools and the hooks added so
-// far but caches its own autopipeliner. A *redis.ClusterClient has no such
-// clone: the reader opens a ClusterClient of its own with the same options
-// (and so its own connections) and closes it in close.
+// far but caches its own autopipeliner. A *redis.ClusterClient or
+// *redis.Ring has no such clone: the reader opens one of its own with the
+// same options (and so its own connections, without the caller's hooks)
+// and closes it in close.
 func newSessionReader(rdb redis.UniversalClient) *sessionReader {
 	var (
 		ap    *redis.AutoPipeliner
@@ -283,6 +320,11 @@ func newSessionReader(rdb redis.UniversalClient) *sessionReader {
 		cc := redis.NewClusterClient(&opt)
 		owned = cc
 		ap, err = cc.AsyncAutoPipelineWithOptions(readPipelineOptions())
+	case *redis.Ring:
+		opt := *r.Options()
+		rg := redis.NewRing(&opt)
+		owned = rg
+		ap, err = rg.AsyncAutoPipelineWithOptions(readPipelineOptions())
 	default:
 		return nil
 	}

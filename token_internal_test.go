@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestSplitToken(t *testing.T) {
@@ -258,7 +260,7 @@ func TestStorageErrorWrapsEndedContext(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := storageError(tt.ctx, "checking the token failed", tt.cause)
+			err := new(Client).storageError(tt.ctx, "checking the token failed", tt.cause)
 			if err.Code != StatusDatabaseError || !errors.Is(err, tt.cause) {
 				t.Fatalf("storageError = %v (code %d), want 6000 wrapping %v", err, err.Code, tt.cause)
 			}
@@ -274,5 +276,17 @@ func TestStorageErrorWrapsEndedContext(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestStorageErrorAfterClose(t *testing.T) {
+	var c Client
+	if err := c.storageError(context.Background(), "checking the token failed", redis.ErrClosed); err.Code != StatusDatabaseError {
+		t.Fatalf("open client: storageError(redis.ErrClosed) = %v, want 6000", err)
+	}
+	c.closed.Store(true)
+	err := c.storageError(context.Background(), "checking the token failed", fmt.Errorf("get: %w", redis.ErrClosed))
+	if err.Code != StatusUnknownError || !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed client: storageError(redis.ErrClosed) = %v, want 9999 wrapping ErrClosed", err)
 	}
 }

@@ -50,6 +50,10 @@ func (c *Client) code2Session(ctx context.Context, code string) (session, error)
 			}
 			return s, nil
 		}
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < backoff {
+			// ctx would end during the backoff: give up now.
+			return session{}, sessionError(errors.Join(context.DeadlineExceeded, err))
+		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat busy, retrying code2session",
 			slog.Int("attempt", attempt+1), slog.Duration("backoff", backoff))
 		t := time.NewTimer(backoff)

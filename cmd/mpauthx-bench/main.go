@@ -129,10 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 64, "logins and checks in flight")
 	fs.Float64Var(&o.seconds, "seconds", 5, "duration of the token checks")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the logins and checks to `file`")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, usageError{err}
-		}
+	if err := fs.Parse(args); err != nil { // also -h: flag.ErrHelp
 		return o, usageError{err}
 	}
 	switch {
@@ -260,6 +257,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	users := makeUsers(wx, o.users, w)
+	// The prefill's pipelines and the users' profiles are garbage now:
+	// collect it before the timed phases rather than during them.
+	runtime.GC()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -447,10 +447,9 @@ feed:
 
 // user is one user of the run, with the wx.login results of one login.
 type user struct {
-	openID            string
-	code, data, iv    string
-	revoke            bool // its token is revoked before the checks
-	forgedLiveSession string
+	openID         string
+	code, data, iv string
+	revoke         bool // its token is revoked before the checks
 }
 
 // makeUsers registers n users with the fake WeChat and prepares one login
