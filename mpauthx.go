@@ -242,8 +242,9 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Close releases what New opened: the pipeline that coalesces
-// IsTokenValid's reads, the idle connections of the default HTTP client
-// and the Redis connection New dialed, if any. It never closes
+// IsTokenValid's reads, the idle connections of the default HTTP client,
+// the statements New prepared on Config.DB and the Redis connection New
+// dialed, if any. It never closes
 // Config.Redis or Config.DB. It is idempotent. Afterwards Authorize,
 // AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an
 // *Error (code StatusUnknownError) wrapping ErrClosed, and the Middleware
@@ -256,6 +257,7 @@ func (c *Client) Close() error {
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}
+		err = errors.Join(err, c.store.close())
 		if c.ownRedis {
 			err = errors.Join(err, c.rdb.Close())
 		}

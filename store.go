@@ -39,6 +39,12 @@ type dialect struct {
 	exists        string // one row when the user exists
 	insertMissing string // adds a user row without a profile; no-op when present
 	upsert        string // adds or updates a user row with its profile
+	// prepare says whether the statements above are prepared once, in
+	// New: SQLite spends much of a short statement compiling it, on the
+	// one connection that every login waits for. pgx caches prepared
+	// statements by itself, and explicit ones would break behind a
+	// transaction-pooling proxy such as PgBouncer.
+	prepare bool
 }
 
 var sqliteDialect = dialect{
@@ -52,6 +58,7 @@ VALUES(?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
 gender = excluded.gender, language = excluded.language, nickName = excluded.nickName,
 province = excluded.province`,
+	prepare: true,
 }
 
 var postgresDialect = dialect{
@@ -71,6 +78,8 @@ ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLU
 type store struct {
 	db *sql.DB
 	d  dialect
+	// The dialect's statements, prepared when d.prepare (nil otherwise).
+	existsStmt, insertMissingStmt, upsertStmt *sql.Stmt
 }
 
 // dialectFor picks the dialect from the driver behind db.
@@ -94,13 +103,57 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 	if _, err := db.ExecContext(ctx, d.check); err != nil {
 		return nil, fmt.Errorf("mpauthx: Config.DB has no usable user table (%w); %s", err, d.howToCreate)
 	}
-	return &store{db: db, d: d}, nil
+	s := &store{db: db, d: d}
+	if d.prepare {
+		for _, p := range []struct {
+			stmt  **sql.Stmt
+			query string
+		}{{&s.existsStmt, d.exists}, {&s.insertMissingStmt, d.insertMissing}, {&s.upsertStmt, d.upsert}} {
+			if *p.stmt, err = db.PrepareContext(ctx, p.query); err != nil {
+				s.close()
+				return nil, fmt.Errorf("mpauthx: preparing the user table's statements: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// close releases the prepared statements, if any.
+func (s *store) close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.existsStmt, s.insertMissingStmt, s.upsertStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// queryRow runs a statement returning one row: prepared when stmt is not
+// nil, else query on the pool.
+func (s *store) queryRow(ctx context.Context, stmt *sql.Stmt, query string, args ...any) *sql.Row {
+	if stmt != nil {
+		return stmt.QueryRowContext(ctx, args...)
+	}
+	return s.db.QueryRowContext(ctx, query, args...)
+}
+
+// exec runs a statement: prepared when stmt is not nil, else query on
+// the pool.
+func (s *store) exec(ctx context.Context, stmt *sql.Stmt, query string, args ...any) error {
+	var err error
+	if stmt != nil {
+		_, err = stmt.ExecContext(ctx, args...)
+	} else {
+		_, err = s.db.ExecContext(ctx, query, args...)
+	}
+	return err
 }
 
 // exists reports whether userID has a row.
 func (s *store) exists(ctx context.Context, userID string) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, s.d.exists, userID).Scan(&one)
+	err := s.queryRow(ctx, s.existsStmt, s.d.exists, userID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -114,15 +167,13 @@ func (s *store) ensure(ctx context.Context, userID string) error {
 	if err != nil || found {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, s.d.insertMissing, userID)
-	return err
+	return s.exec(ctx, s.insertMissingStmt, s.d.insertMissing, userID)
 }
 
 // upsert adds or updates userID's row with the profile u.
 func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
-	_, err := s.db.ExecContext(ctx, s.d.upsert, userID,
+	return s.exec(ctx, s.upsertStmt, s.d.upsert, userID,
 		u.City, u.Country, u.Gender, u.Language, u.NickName, u.Province)
-	return err
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path for

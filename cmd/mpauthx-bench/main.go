@@ -13,7 +13,9 @@
 //     stderr;
 //  2. logins: USERS users log in with Client.Authorize, CONCURRENCY at a
 //     time, against an mpauthxtest fake WeChat on loopback and a SQLite file
-//     in a temporary directory;
+//     in a temporary directory. CONCURRENCY other users log in first,
+//     untimed, as on a server that has been up for a while: the
+//     connections to WeChat and Redis are open, the Lua script is loaded;
 //  3. checks: CONCURRENCY goroutines call Client.IsTokenValid on the users'
 //     tokens for SECONDS. One check in 16 is of a token that must be
 //     refused: revoked, forged (a live user with a made-up session) or
@@ -256,6 +258,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := prefill(ctx, rdb, w, o.prefill, logf); err != nil {
 		return err
 	}
+	warm := makeUsers(wx, o.concurrency, w)
 	users := makeUsers(wx, o.users, w)
 	// The prefill's pipelines and the users' profiles are garbage now:
 	// collect it before the timed phases rather than during them.
@@ -270,6 +273,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if _, warmed := login(ctx, c, warm, o.concurrency); warmed.Failures+warmed.Wrong > 0 {
+		return fmt.Errorf("warm-up: %d of %d logins failed", warmed.Failures+warmed.Wrong, len(warm))
 	}
 	logf("logging %d users in, %d at a time", o.users, o.concurrency)
 	tokens, logins := login(ctx, c, users, o.concurrency)
