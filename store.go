@@ -45,6 +45,11 @@ type dialect struct {
 	// statements by itself, and explicit ones would break behind a
 	// transaction-pooling proxy such as PgBouncer.
 	prepare bool
+	// groupCommit says whether concurrent profile upserts share one
+	// transaction (upsertBatcher): SQLite, whose one writer is the
+	// bottleneck of a busy login server. PostgreSQL writes in parallel,
+	// and there one bad row would fail its whole batch.
+	groupCommit bool
 }
 
 var sqliteDialect = dialect{
@@ -58,7 +63,8 @@ VALUES(?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
 gender = excluded.gender, language = excluded.language, nickName = excluded.nickName,
 province = excluded.province`,
-	prepare: true,
+	prepare:     true,
+	groupCommit: true,
 }
 
 var postgresDialect = dialect{
@@ -80,6 +86,7 @@ type store struct {
 	d  dialect
 	// The dialect's statements, prepared when d.prepare (nil otherwise).
 	existsStmt, insertMissingStmt, upsertStmt *sql.Stmt
+	batch                                     *upsertBatcher // nil unless d.groupCommit
 }
 
 // dialectFor picks the dialect from the driver behind db.
@@ -115,11 +122,17 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 			}
 		}
 	}
+	if d.groupCommit {
+		s.batch = newUpsertBatcher(db, s.upsertStmt)
+	}
 	return s, nil
 }
 
-// close releases the prepared statements, if any.
+// close stops the batcher and releases the prepared statements, if any.
 func (s *store) close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
 	var errs []error
 	for _, st := range []*sql.Stmt{s.existsStmt, s.insertMissingStmt, s.upsertStmt} {
 		if st != nil {
@@ -172,8 +185,11 @@ func (s *store) ensure(ctx context.Context, userID string) error {
 
 // upsert adds or updates userID's row with the profile u.
 func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
-	return s.exec(ctx, s.upsertStmt, s.d.upsert, userID,
-		u.City, u.Country, u.Gender, u.Language, u.NickName, u.Province)
+	args := []any{userID, u.City, u.Country, u.Gender, u.Language, u.NickName, u.Province}
+	if s.batch != nil {
+		return s.batch.upsert(ctx, args...)
+	}
+	return s.exec(ctx, s.upsertStmt, s.d.upsert, args...)
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path for

@@ -1,0 +1,160 @@
+package mpauthx
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+)
+
+// maxBatch is the most profile upserts one SQLite transaction commits.
+const maxBatch = 128
+
+// errStoreClosed fails an upsert that Close overtook.
+var errStoreClosed = errors.New("mpauthx: the user store is closed")
+
+// upsertBatcher group-commits the profile upserts of concurrent logins
+// into one SQLite transaction each. SQLite lets one connection write at a
+// time, and OpenSQLite's pool has one connection: with a statement per
+// login, that connection sits idle between two logins while the next
+// waiter is being scheduled, and every login pays a commit of its own. One
+// goroutine running a transaction per batch keeps the connection busy and
+// shares the commit.
+//
+// A login whose ctx ends before its batch starts is left out; one whose
+// ctx ends later returns at once, and its row may still be written, which
+// is harmless: WeChat has vouched for the user by then.
+type upsertBatcher struct {
+	db   *sql.DB
+	stmt *sql.Stmt // the upsert, prepared on db
+	reqs chan upsertReq
+
+	quit      chan struct{} // closed by close: the loop stops
+	stopped   chan struct{} // closed by the loop when it has stopped
+	closeOnce sync.Once
+}
+
+// upsertReq is one login's upsert, answered on done.
+type upsertReq struct {
+	ctx  context.Context
+	args []any
+	done chan error // buffered: the loop never waits for a caller
+}
+
+// newUpsertBatcher starts the loop that commits the batches.
+func newUpsertBatcher(db *sql.DB, stmt *sql.Stmt) *upsertBatcher {
+	b := &upsertBatcher{
+		db:      db,
+		stmt:    stmt,
+		reqs:    make(chan upsertReq, maxBatch),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go b.loop()
+	return b
+}
+
+// upsert runs the upsert with args in the next batch and returns its
+// error, or ctx's error as soon as ctx ends.
+func (b *upsertBatcher) upsert(ctx context.Context, args ...any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := upsertReq{ctx: ctx, args: args, done: make(chan error, 1)}
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.quit:
+		return errStoreClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.stopped: // the loop stopped after r was queued
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return errStoreClosed
+		}
+	}
+}
+
+// close stops the loop, failing the upserts still queued, and waits for it.
+func (b *upsertBatcher) close() {
+	b.closeOnce.Do(func() { close(b.quit) })
+	<-b.stopped
+}
+
+// loop commits batches until close.
+func (b *upsertBatcher) loop() {
+	defer close(b.stopped)
+	batch := make([]upsertReq, 0, maxBatch)
+	for {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch[:0], r)
+		case <-b.quit:
+			for {
+				select {
+				case r := <-b.reqs:
+					r.done <- errStoreClosed
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		b.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction and answers every request: the
+// transaction's error, or the request's own ctx error when it was left
+// out. A transaction fails as a whole, so one error answers everyone.
+func (b *upsertBatcher) commit(batch []upsertReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := b.run(live)
+	for _, r := range live {
+		r.done <- err
+	}
+}
+
+// run executes the upserts of batch in one transaction. It is not tied to
+// any caller's ctx (each caller waits on its own); SQLite's busy timeout
+// bounds how long it waits for the write lock.
+func (b *upsertBatcher) run(batch []upsertReq) error {
+	ctx := context.Background()
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	stmt := tx.StmtContext(ctx, b.stmt)
+	for _, r := range batch {
+		if _, err := stmt.ExecContext(ctx, r.args...); err != nil {
+			return errors.Join(err, tx.Rollback())
+		}
+	}
+	return tx.Commit()
+}

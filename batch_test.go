@@ -1,0 +1,113 @@
+package mpauthx
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// newTestStore opens a SQLite store in a temporary directory.
+func newTestStore(t *testing.T) (*store, *sql.DB) {
+	t.Helper()
+	db, err := OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := newStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.batch == nil {
+		t.Fatal("a SQLite store has no upsert batcher")
+	}
+	return s, db
+}
+
+func TestUpsertBatcherCommitsEveryLogin(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener")) // the DB closes in Cleanup, later
+	s, db := newTestStore(t)
+	const n = 500
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := &UserInfo{NickName: fmt.Sprint("nick", i), Gender: i % 3}
+			errs <- s.upsert(context.Background(), fmt.Sprint("user", i), u)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		var nick string
+		var gender int
+		if err := db.QueryRow(`SELECT nickName, gender FROM user WHERE openId = ?`, fmt.Sprint("user", i)).Scan(&nick, &gender); err != nil {
+			t.Fatalf("user%d: %v", i, err)
+		}
+		if nick != fmt.Sprint("nick", i) || gender != i%3 {
+			t.Fatalf("user%d: nickName %q gender %d", i, nick, gender)
+		}
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUpsertBatcherCancelledContext(t *testing.T) {
+	s, db := newTestStore(t)
+	defer s.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.upsert(ctx, "gone", &UserInfo{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("upsert with a cancelled ctx = %v, want context.Canceled", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM user`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows = %d, %v; want none", n, err)
+	}
+}
+
+func TestUpsertBatcherClose(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener")) // the DB closes in Cleanup, later
+	s, db := newTestStore(t)
+	// Hold the one connection, so that queued upserts wait in the batcher.
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- s.upsert(context.Background(), fmt.Sprint("u", i), &UserInfo{}) }()
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.close() }()
+	// The batcher's transaction waits for tx's connection; release it.
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil && !errors.Is(err, errStoreClosed) {
+			t.Fatalf("upsert overtaken by close = %v, want nil or errStoreClosed", err)
+		}
+	}
+	if err := s.upsert(context.Background(), "late", &UserInfo{}); !errors.Is(err, errStoreClosed) {
+		t.Fatalf("upsert after close = %v, want errStoreClosed", err)
+	}
+}
