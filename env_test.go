@@ -216,3 +216,17 @@ func (e *env) rowExists(t *testing.T, userID string) bool {
 	}
 	return n == 1
 }
+
+// client returns another Client on e's Redis and database, with e's
+// Config changed by tweak; it is closed when t ends.
+func (e *env) client(t *testing.T, tweak func(*mpauthx.Config)) *mpauthx.Client {
+	t.Helper()
+	cfg := e.cfg
+	tweak(&cfg)
+	c, err := mpauthx.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

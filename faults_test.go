@@ -579,13 +579,7 @@ func TestWeChatFaultsWriteNothing(t *testing.T) {
 					// reach only this subtest.
 					wx := mpauthxtest.NewServer(e.wx.AppID, e.wx.AppSecret)
 					defer wx.Close()
-					cfg := e.cfg
-					cfg.APIBase = wx.URL
-					c, err := mpauthx.New(cfg)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
+					c := e.client(t, func(cfg *mpauthx.Config) { cfg.APIBase = wx.URL })
 					u := wx.AddUser(mpauthxtest.User{OpenID: "ofault-" + rand.Text()[:10], NickName: "f"})
 
 					ctx := bg

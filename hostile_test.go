@@ -171,13 +171,7 @@ func TestHostileCodes(t *testing.T) {
 			proxy.ServeHTTP(w, r)
 		}))
 		defer front.Close()
-		cfg := e.cfg
-		cfg.APIBase = front.URL
-		c, err := mpauthx.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := e.client(t, func(cfg *mpauthx.Config) { cfg.APIBase = front.URL })
 		data, iv := e.wx.UserInfo(e.user("coder").OpenID)
 		for _, code := range codes {
 			t.Run(code, func(t *testing.T) {
@@ -392,16 +386,10 @@ func TestHugeWeChatReply(t *testing.T) {
 					}
 				}
 			}))
-			cfg := e.cfg
-			cfg.APIBase = endless.URL
-			c, err := mpauthx.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := e.client(t, func(cfg *mpauthx.Config) { cfg.APIBase = endless.URL })
 			ctx, cancel := context.WithTimeout(bg, time.Minute)
 			defer cancel()
-			_, err = c.AuthorizeCode(ctx, "any-code")
+			_, err := c.AuthorizeCode(ctx, "any-code")
 			endless.Close() // waits for the handler, which stops once the client hangs up
 			wantCode(t, err, mpauthx.StatusSessionKeyRequestError)
 			var inner *mpauthx.Error

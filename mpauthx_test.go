@@ -353,28 +353,16 @@ func TestWeChatFailures(t *testing.T) {
 			wantCode(t, err, mpauthx.StatusSessionKeyRequestError)
 		})
 		t.Run("wrong secret", func(t *testing.T) {
-			cfg := e.cfg
-			cfg.AppSecret = "wrong-secret"
-			c, err := mpauthx.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_, err = c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+			c := e.client(t, func(cfg *mpauthx.Config) { cfg.AppSecret = "wrong-secret" })
+			_, err := c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
 			var we *mpauthx.WeChatError
 			if !errors.As(err, &we) || we.ErrCode != mpauthx.ErrCodeInvalidSecret {
 				t.Fatalf("err = %v, want errcode 40125", err)
 			}
 		})
 		t.Run("wrong appid", func(t *testing.T) {
-			cfg := e.cfg
-			cfg.AppID = "wx-other"
-			c, err := mpauthx.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_, err = c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+			c := e.client(t, func(cfg *mpauthx.Config) { cfg.AppID = "wx-other" })
+			_, err := c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
 			var we *mpauthx.WeChatError
 			if !errors.As(err, &we) || we.ErrCode != mpauthx.ErrCodeInvalidAppID {
 				t.Fatalf("err = %v, want errcode 40013", err)
@@ -383,14 +371,8 @@ func TestWeChatFailures(t *testing.T) {
 		t.Run("no connection", func(t *testing.T) {
 			dead := httptest.NewServer(http.NotFoundHandler())
 			dead.Close()
-			cfg := e.cfg
-			cfg.APIBase = dead.URL
-			c, err := mpauthx.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_, err = c.AuthorizeCode(bg, "a-code")
+			c := e.client(t, func(cfg *mpauthx.Config) { cfg.APIBase = dead.URL })
+			_, err := c.AuthorizeCode(bg, "a-code")
 			wantCode(t, err, mpauthx.StatusSessionKeyRequestError)
 			var inner *mpauthx.Error
 			if !errors.As(errors.Unwrap(err), &inner) || inner.Code != mpauthx.StatusHTTPRequestError {

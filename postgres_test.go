@@ -163,16 +163,6 @@ func (e *env) pgRow(t *testing.T, userID string) (p pgProfile, ok bool) {
 	return p, true
 }
 
-// pgCount counts the rows of the PostgreSQL user table.
-func (e *env) pgCount(t *testing.T) int {
-	t.Helper()
-	var n int
-	if err := e.queryRow(`SELECT count(*) FROM user`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestOpenPostgresErrors(t *testing.T) {
 	const secret = "hunter2-pg-password"
 	tests := []struct {
@@ -390,7 +380,7 @@ func TestPostgresAuthorize(t *testing.T) {
 		if again := e.login(t, u); again != token {
 			t.Fatal("second login got a new token")
 		}
-		if n := e.pgCount(t); n != 1 {
+		if n := e.userRows(t); n != 1 {
 			t.Fatalf("%d rows, want 1", n)
 		}
 	})
@@ -407,7 +397,7 @@ func TestPostgresProfileUpsert(t *testing.T) {
 		if !ok || p.nick.String != "bea2" || p.city.String != "Shenzhen" || p.gender.Int64 != 2 || p.country.String != "CN" {
 			t.Fatalf("row after the second Authorize = %+v (found %v)", p, ok)
 		}
-		if n := e.pgCount(t); n != 1 {
+		if n := e.userRows(t); n != 1 {
 			t.Fatalf("%d rows, want 1", n)
 		}
 	})
@@ -469,7 +459,7 @@ func TestPostgresSQLLiterals(t *testing.T) {
 			_, err := e.c.RefreshToken(bg, pattern)
 			wantCode(t, err, mpauthx.StatusUserNotExist)
 		}
-		if n := e.pgCount(t); n != len(ids) {
+		if n := e.userRows(t); n != len(ids) {
 			t.Fatalf("%d rows, want %d", n, len(ids))
 		}
 	})
