@@ -300,7 +300,7 @@ func setup(ctx context.Context, o options, out io.Writer, stderr io.Writer) (_ *
 		Redis:     d.rdb,
 		DB:        d.db,
 		APIBase:   d.wx.URL,
-		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		return nil, err
@@ -451,7 +451,7 @@ func (d *demo) walkthrough(ctx context.Context) error {
 		return fmt.Errorf("step %d: reusing a code gave %v, want status 6008 with errcode 40163", d.step, err)
 	}
 	r := mpauthx.ErrorResult(err)
-	d.linef("-> status_code %d %q  (codes are single-use; the warning on stderr is the Logger)", r.StatusCode, r.StatusMessage)
+	d.linef("-> status_code %d %q  (codes are single-use; the INFO line on stderr is the Logger)", r.StatusCode, r.StatusMessage)
 
 	d.stepf("The user logs in on a second device: c.AuthorizeCode(ctx, newCode)")
 	res2, err := d.c.AuthorizeCode(ctx, d.wx.Code(u.OpenID))

@@ -129,6 +129,10 @@ func TestWalkthrough(t *testing.T) {
 				t.Fatalf("output lacks %q (in order); output:\n%s", w, out)
 			}
 
+			if e := stderr.String(); !strings.Contains(e, "level=INFO") || !strings.Contains(e, "errcode 40163") {
+				t.Errorf("stderr lacks the Logger's INFO line about the reused code:\n%s", e)
+			}
+
 			if got := valueAfter(out, "Redis:"); !strings.HasPrefix(got, tt.want) {
 				t.Errorf("Redis: %q, want it to start with %q", got, tt.want)
 			}
