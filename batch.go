@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // maxBatch is the most profile upserts one SQLite transaction commits.
@@ -29,6 +31,11 @@ type upsertBatcher struct {
 	stmt *sql.Stmt // the upsert, prepared on db
 	reqs chan upsertReq
 
+	// ctx bounds every batch's transaction; close cancels it, so that a
+	// batch waiting for the pool's one connection (held by the caller's
+	// own transaction, say) cannot hold close forever.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	quit      chan struct{} // closed by close: the loop stops
 	stopped   chan struct{} // closed by the loop when it has stopped
 	closeOnce sync.Once
@@ -50,6 +57,7 @@ func newUpsertBatcher(db *sql.DB, stmt *sql.Stmt) *upsertBatcher {
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	go b.loop()
 	return b
 }
@@ -85,7 +93,10 @@ func (b *upsertBatcher) upsert(ctx context.Context, args ...any) error {
 
 // close stops the loop, failing the upserts still queued, and waits for it.
 func (b *upsertBatcher) close() {
-	b.closeOnce.Do(func() { close(b.quit) })
+	b.closeOnce.Do(func() {
+		close(b.quit)
+		b.cancel()
+	})
 	<-b.stopped
 }
 
@@ -122,7 +133,10 @@ func (b *upsertBatcher) loop() {
 
 // commit runs batch in one transaction and answers every request: the
 // transaction's error, or the request's own ctx error when it was left
-// out. A transaction fails as a whole, so one error answers everyone.
+// out. A transaction fails as a whole: when it fails for a reason that
+// may be one row's (a constraint of the caller's table), each request is
+// retried in a transaction of its own, so that one bad row does not fail
+// the others; a busy database or a closed store answers everyone.
 func (b *upsertBatcher) commit(batch []upsertReq) {
 	live := batch[:0:0]
 	for _, r := range batch {
@@ -136,16 +150,26 @@ func (b *upsertBatcher) commit(batch []upsertReq) {
 		return
 	}
 	err := b.run(live)
+	if err != nil && b.ctx.Err() != nil {
+		err = errStoreClosed
+	}
+	if err != nil && len(live) > 1 && !errors.Is(err, errStoreClosed) && !isBusy(err) {
+		for _, r := range live {
+			b.commit([]upsertReq{r})
+		}
+		return
+	}
 	for _, r := range live {
 		r.done <- err
 	}
 }
 
 // run executes the upserts of batch in one transaction. It is not tied to
-// any caller's ctx (each caller waits on its own); SQLite's busy timeout
-// bounds how long it waits for the write lock.
+// any caller's ctx (each caller waits on its own) but to b's, which close
+// cancels; SQLite's busy timeout bounds how long it waits for the write
+// lock.
 func (b *upsertBatcher) run(batch []upsertReq) error {
-	ctx := context.Background()
+	ctx := b.ctx
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -157,4 +181,11 @@ func (b *upsertBatcher) run(batch []upsertReq) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// isBusy reports whether err is SQLite's "database is locked" or "table
+// is locked": retrying row by row would only wait the busy timeout again.
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 }

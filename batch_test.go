@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -109,5 +111,79 @@ func TestUpsertBatcherClose(t *testing.T) {
 	}
 	if err := s.upsert(context.Background(), "late", &UserInfo{}); !errors.Is(err, errStoreClosed) {
 		t.Fatalf("upsert after close = %v, want errStoreClosed", err)
+	}
+}
+
+func TestUpsertBatcherCloseWhileConnectionHeld(t *testing.T) {
+	s, db := newTestStore(t)
+	// The caller's own transaction holds the pool's one connection: the
+	// batch waits for it.
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.upsert(ctx, "waiting", &UserInfo{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("upsert while the connection is held = %v, want DeadlineExceeded", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second): // a deadlock, not a slow machine
+		t.Fatal("close is blocked by a batch waiting for the held connection")
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM user`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows = %d, %v; the abandoned upsert was written", n, err)
+	}
+}
+
+func TestUpsertBatcherOneBadRow(t *testing.T) {
+	db, err := OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// The caller's own table, stricter than Schema.
+	if _, err := db.Exec(`DROP TABLE user`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE user(openId text primary key not null, city text, country text,
+		gender integer, language text, nickName text CHECK(length(nickName) <= 20), province text)`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	const n, bad = 50, 17
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		nick := "ok"
+		if i == bad {
+			nick = strings.Repeat("x", 40)
+		}
+		wg.Go(func() { errs[i] = s.upsert(context.Background(), fmt.Sprint("user", i), &UserInfo{NickName: nick}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == bad) {
+			t.Errorf("upsert %d = %v; only %d should fail", i, err, bad)
+		}
+	}
+	var rows int
+	if err := db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows); err != nil || rows != n-1 {
+		t.Fatalf("rows = %d, %v; want %d", rows, err, n-1)
 	}
 }

@@ -430,50 +430,69 @@ func stalledRedis(t *testing.T) string {
 // ctx's error, although go-redis's autopipeliner runs the GET on a context
 // of its own.
 func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr: stalledRedis(t), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-		MaxRetries: -1, Protocol: 2, DisableIdentity: true,
-	})
-	defer rdb.Close()
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	token := "o1|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-	deadline, cancel1 := context.WithTimeout(bg, 50*time.Millisecond)
-	defer cancel1()
-	cancelled, cancel2 := context.WithCancel(bg)
-	tests := []struct {
+	addr := stalledRedis(t)
+	// Redis's timeouts are 1 s: returning well before shows that the calls
+	// ended with their contexts, not with the connection.
+	clients := []struct {
 		name string
-		ctx  context.Context
-		want error
+		open func() redis.UniversalClient
 	}{
-		{"deadline", deadline, context.DeadlineExceeded},
-		{"cancel", cancelled, context.Canceled},
+		{"client (autopipelined)", func() redis.UniversalClient {
+			return redis.NewClient(&redis.Options{
+				Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+				MaxRetries: -1, Protocol: 2, DisableIdentity: true,
+			})
+		}},
+		{"ring (plain GETs)", func() redis.UniversalClient {
+			return redis.NewRing(&redis.RingOptions{
+				Addrs: map[string]string{"a": addr}, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+				MaxRetries: -1, Protocol: 2, DisableIdentity: true, HeartbeatFrequency: time.Hour,
+			})
+		}},
 	}
-	start := time.Now()
-	time.AfterFunc(80*time.Millisecond, cancel2)
-	var wg sync.WaitGroup
-	for _, tt := range tests {
-		wg.Go(func() {
-			ok, err := c.IsTokenValid(tt.ctx, token)
-			if ok || mpauthx.Code(err) != mpauthx.StatusDatabaseError || !errors.Is(err, tt.want) {
-				t.Errorf("%s: IsTokenValid = %v, %v; want false, a 6000 wrapping %v", tt.name, ok, err, tt.want)
+	for _, kind := range clients {
+		t.Run(kind.name, func(t *testing.T) {
+			rdb := kind.open()
+			defer rdb.Close()
+			db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			token := "o1|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+			deadline, cancel1 := context.WithTimeout(bg, 50*time.Millisecond)
+			defer cancel1()
+			cancelled, cancel2 := context.WithCancel(bg)
+			tests := []struct {
+				name string
+				ctx  context.Context
+				want error
+			}{
+				{"deadline", deadline, context.DeadlineExceeded},
+				{"cancel", cancelled, context.Canceled},
+			}
+			start := time.Now()
+			time.AfterFunc(80*time.Millisecond, cancel2)
+			var wg sync.WaitGroup
+			for _, tt := range tests {
+				wg.Go(func() {
+					ok, err := c.IsTokenValid(tt.ctx, token)
+					if ok || mpauthx.Code(err) != mpauthx.StatusDatabaseError || !errors.Is(err, tt.want) {
+						t.Errorf("%s: IsTokenValid = %v, %v; want false, a 6000 wrapping %v", tt.name, ok, err, tt.want)
+					}
+				})
+			}
+			wg.Wait()
+			if d := time.Since(start); d > 800*time.Millisecond {
+				t.Fatalf("the checks returned after %v", d)
 			}
 		})
-	}
-	wg.Wait()
-	// Redis's timeouts are 1 s: returning well before shows that the
-	// calls ended with their contexts, not with the connection.
-	if d := time.Since(start); d > 800*time.Millisecond {
-		t.Fatalf("the checks returned after %v", d)
 	}
 }
 

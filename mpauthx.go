@@ -41,7 +41,9 @@ type Config struct {
 	// AppID and AppSecret are the mini program's credentials (required).
 	AppID     string
 	AppSecret string
-	// Sku names the product the tokens are for (required, without '|').
+	// Sku names the product the tokens are for (required): at most 256
+	// bytes of printable UTF-8, without '|' and without spaces at either
+	// end.
 	// Tokens of another Sku are not valid for this Client.
 	Sku string
 	// TokenTTL is the lifetime of a token: 0 means DefaultTokenTTL (72 h).
@@ -52,17 +54,22 @@ type Config struct {
 	// RedisAddr (default DefaultRedisAddr) with RedisPassword, and Close
 	// closes that connection.
 	//
-	// Give your own client ContextTimeoutEnabled: true, or a hung Redis
-	// holds calls past their ctx (go-redis then uses only its own socket
-	// timeouts), and consider MaxRetries: 1 and DialerRetries: 1, or each
+	// Every call returns when its ctx ends, whatever the client's options;
+	// still give your own client ContextTimeoutEnabled: true, or go-redis
+	// keeps a hung Redis's connections busy until its own socket timeouts,
+	// and consider MaxRetries: 1 and DialerRetries: 1, or each
 	// call takes over a second to report that Redis is down. The client
 	// New dials is set up this way.
 	//
 	// IsTokenValid reads through a private automatic pipeline made at New:
 	// on a *redis.Client it shares the client's connections and the hooks
-	// added before New (add hooks first); on a *redis.ClusterClient or
-	// *redis.Ring it is a second client with the same options, its own
-	// connections and none of your hooks.
+	// added before New (add hooks first); on a *redis.ClusterClient it is
+	// a second client with the same options, its own connections and none
+	// of your hooks. A *redis.Ring cannot autopipeline: its checks are
+	// plain GETs, one round trip each (they still return when ctx ends).
+	//
+	// Close waits for the checks queued in that pipeline, up to go-redis's
+	// own limit (30 s) when Redis hangs.
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string
@@ -79,8 +86,10 @@ type Config struct {
 	// DefaultHTTPTimeout timeout that keeps enough idle connections to
 	// WeChat for many concurrent logins (Close closes them).
 	HTTPClient *http.Client
-	// Logger receives warnings about failures (never a secret or token):
-	// nil means no logging.
+	// Logger receives a line per failed call (never a secret or token): Warn
+	// for failures of Redis, SQL or WeChat, Info for an invalid or used
+	// code, nothing for the caller's own mistakes and cancellations. nil
+	// means no logging.
 	Logger *slog.Logger
 }
 
@@ -244,8 +253,9 @@ func New(cfg Config) (*Client, error) {
 // Close releases what New opened: the pipeline that coalesces
 // IsTokenValid's reads, the idle connections of the default HTTP client,
 // the statements New prepared on Config.DB and the Redis connection New
-// dialed, if any. It never closes
-// Config.Redis or Config.DB. It is idempotent. Afterwards Authorize,
+// dialed, if any. It never closes Config.Redis or Config.DB. It waits for
+// the SQL statements in flight (give calls a ctx that ends) and drops the
+// profile writes still queued. It is idempotent. Afterwards Authorize,
 // AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an
 // *Error (code StatusUnknownError) wrapping ErrClosed, and the Middleware
 // answers 503 with that error's Result; ExtractOpenID and ExtractSku,
@@ -284,7 +294,7 @@ func (c *Client) fail(ctx context.Context, err error) (Result, error) {
 	return ErrorResult(err), err
 }
 
-// logFailure logs a failure at warning level. Errors never hold secrets.
+// logFailure logs a failure. Errors never hold secrets.
 //
 // A failure that is the caller's (a missing argument, an unknown user, a
 // ctx the caller cancelled) is not logged; an invalid or already used

@@ -1144,8 +1144,8 @@ func TestLogLevels(t *testing.T) {
 	})
 }
 
-// TestRing runs the token calls on a *redis.Ring, whose reads get an
-// autopipeliner of their own.
+// TestRing runs the token calls on a *redis.Ring, whose reads are plain
+// GETs (go-redis cannot autopipeline a Ring).
 func TestRing(t *testing.T) {
 	ring := backend{name: "ring", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
 		mr := miniredis.RunT(t)

@@ -213,7 +213,9 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 // ContextTimeoutEnabled, so a hung Redis would otherwise hold the call. A
 // write abandoned this way may still be applied when Redis answers, which
 // every write here tolerates (an orphan token is handed to the next login;
-// a late refresh or revoke is what the caller asked for).
+// a late refresh or revoke is what the caller asked for). The goroutine
+// running f lives on until go-redis gives up: at its socket timeouts, or
+// never with ReadTimeout -1 and a Redis that never answers.
 func await(ctx context.Context, f func() error) error {
 	if ctx.Done() == nil {
 		return f()
@@ -241,8 +243,8 @@ func await(ctx context.Context, f func() error) error {
 // A call that Close overtook, whose Redis client Close shut, fails like
 // any call after Close: with ErrClosed.
 func (c *Client) storageError(ctx context.Context, msg string, cause error) *Error {
-	if errors.Is(cause, redis.ErrClosed) && c.closed.Load() {
-		return errClosed()
+	if c.closed.Load() && ctxErr(ctx) == nil {
+		return errClosed() // Close shut what the call was using
 	}
 	if end := ctxErr(ctx); end != nil && !errors.Is(cause, end) {
 		cause = fmt.Errorf("%w: %w", end, cause)
@@ -302,10 +304,11 @@ func readPipelineOptions() *redis.AutoPipelineOptions {
 //
 // A *redis.Client (also a Sentinel failover client) is cloned with
 // WithTimeout, which shares its connection pools and the hooks added so
-// far but caches its own autopipeliner. A *redis.ClusterClient or
-// *redis.Ring has no such clone: the reader opens one of its own with the
-// same options (and so its own connections, without the caller's hooks)
-// and closes it in close.
+// far but caches its own autopipeliner. A *redis.ClusterClient has no such
+// clone: the reader opens one of its own with the same options (and so its
+// own connections, without the caller's hooks) and closes it in close. A
+// *redis.Ring cannot autopipeline (go-redis 9.23 refuses it): its reads
+// are plain GETs.
 func newSessionReader(rdb redis.UniversalClient) *sessionReader {
 	var (
 		ap    *redis.AutoPipeliner
@@ -320,11 +323,6 @@ func newSessionReader(rdb redis.UniversalClient) *sessionReader {
 		cc := redis.NewClusterClient(&opt)
 		owned = cc
 		ap, err = cc.AsyncAutoPipelineWithOptions(readPipelineOptions())
-	case *redis.Ring:
-		opt := *r.Options()
-		rg := redis.NewRing(&opt)
-		owned = rg
-		ap, err = rg.AsyncAutoPipelineWithOptions(readPipelineOptions())
 	default:
 		return nil
 	}
@@ -343,7 +341,12 @@ func newSessionReader(rdb redis.UniversalClient) *sessionReader {
 // A nil r sends a plain GET on rdb.
 func (r *sessionReader) get(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
 	if r == nil {
-		return rdb.Get(ctx, key).Result()
+		var v string
+		err := await(ctx, func() (err error) {
+			v, err = rdb.Get(ctx, key).Result()
+			return err
+		})
+		return v, err
 	}
 	if err := ctx.Err(); err != nil {
 		return "", err

@@ -285,8 +285,16 @@ func TestStorageErrorAfterClose(t *testing.T) {
 		t.Fatalf("open client: storageError(redis.ErrClosed) = %v, want 6000", err)
 	}
 	c.closed.Store(true)
-	err := c.storageError(context.Background(), "checking the token failed", fmt.Errorf("get: %w", redis.ErrClosed))
-	if err.Code != StatusUnknownError || !errors.Is(err, ErrClosed) {
-		t.Fatalf("closed client: storageError(redis.ErrClosed) = %v, want 9999 wrapping ErrClosed", err)
+	for _, cause := range []error{fmt.Errorf("get: %w", redis.ErrClosed), errStoreClosed, errors.New("sql: statement is closed")} {
+		err := c.storageError(context.Background(), "checking the token failed", cause)
+		if err.Code != StatusUnknownError || !errors.Is(err, ErrClosed) {
+			t.Errorf("closed client: storageError(%v) = %v, want 9999 wrapping ErrClosed", cause, err)
+		}
+	}
+	// A call whose ctx ended reports that, closed client or not.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.storageError(ctx, "checking the token failed", redis.ErrClosed); err.Code != StatusDatabaseError || !errors.Is(err, context.Canceled) {
+		t.Fatalf("closed client, cancelled ctx: storageError = %v, want 6000 wrapping context.Canceled", err)
 	}
 }

@@ -38,7 +38,8 @@ const maxErrMsgLen = 256
 // session_key. Every failure is an *Error with code
 // StatusSessionKeyRequestError that wraps the cause: an *Error with a more
 // precise code for HTTP faults, a *WeChatError for an errcode, or ctx.Err().
-// errcode -1 (busy) is retried up to maxBusyRetries times, with backoff.
+// errcode -1 (busy) is retried up to maxBusyRetries times, with backoff,
+// unless ctx's deadline would pass during the wait.
 func (c *Client) code2Session(ctx context.Context, code string) (session, error) {
 	backoff := busyBackoff
 	for attempt := 0; ; attempt++ {
@@ -52,7 +53,7 @@ func (c *Client) code2Session(ctx context.Context, code string) (session, error)
 		}
 		if d, ok := ctx.Deadline(); ok && time.Until(d) < backoff {
 			// ctx would end during the backoff: give up now.
-			return session{}, sessionError(errors.Join(context.DeadlineExceeded, err))
+			return session{}, sessionError(fmt.Errorf("%w: %w", context.DeadlineExceeded, err))
 		}
 		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat busy, retrying code2session",
 			slog.Int("attempt", attempt+1), slog.Duration("backoff", backoff))
@@ -60,7 +61,7 @@ func (c *Client) code2Session(ctx context.Context, code string) (session, error)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return session{}, sessionError(errors.Join(ctx.Err(), err))
+			return session{}, sessionError(fmt.Errorf("%w: %w", ctx.Err(), err))
 		case <-t.C:
 		}
 		backoff *= 2
