@@ -6,11 +6,15 @@
 #
 # Sourced by .ci/run (under set -euo pipefail) from the repository root;
 # it also runs on its own: bash .ci/checks/10-fuzz.sh. MPAUTHX_FUZZTIME
-# sets the time per target (default 10s).
+# sets the budget per target: a count of executions (default 100000x, 10-20 s each
+# here) rather than a duration, because Go 1.26's fuzz
+# coordinator can fail a duration-bounded run with a spurious "context
+# deadline exceeded" when the deadline catches a busy worker
+# (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 (
 	set -euo pipefail
 	cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-	fuzztime=${MPAUTHX_FUZZTIME:-10s}
+	fuzztime=${MPAUTHX_FUZZTIME:-100000x}
 	# go test -list prints a package's matching names, then "ok <package>".
 	list=$(go test -list '^Fuzz' ./...)
 	targets=()
@@ -32,7 +36,7 @@
 	for pt in "${targets[@]}"; do
 		read -r pkg target <<<"$pt"
 		printf -- '--- fuzz %s %s for %s\n' "$pkg" "$target" "$fuzztime"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 10s "$pkg"
 	done
 	echo "fuzzed ${#targets[@]} targets for $fuzztime each"
 )
