@@ -178,20 +178,19 @@ func TestNoSecretLeaksEverywhere(t *testing.T) {
 
 		wx := mpauthxtest.NewServer("wx-leak-app", leakAppSecret)
 		defer wx.Close()
+		leaky := func(c *mpauthx.Config) {
+			c.AppID, c.AppSecret, c.APIBase, c.Logger = wx.AppID, leakAppSecret, wx.URL, logger
+		}
 		cfg := e.cfg
-		cfg.AppID, cfg.AppSecret, cfg.APIBase, cfg.Logger = wx.AppID, leakAppSecret, wx.URL, logger
+		leaky(&cfg)
 		newClient := func(tweak func(*mpauthx.Config)) *mpauthx.Client {
 			t.Helper()
-			cfg := cfg
-			if tweak != nil {
-				tweak(&cfg)
-			}
-			c, err := mpauthx.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
+			return e.client(t, func(c *mpauthx.Config) {
+				leaky(c)
+				if tweak != nil {
+					tweak(c)
+				}
+			})
 		}
 		c := newClient(nil)
 		u := wx.AddUser(mpauthxtest.User{OpenID: "o-leak", SessionKey: keyB64, NickName: "leak"})
