@@ -103,33 +103,6 @@ func (cfg Config) String() string {
 // GoString implements fmt.GoStringer, so that %#v redacts the secrets too.
 func (cfg Config) GoString() string { return cfg.String() }
 
-// String describes c without its secrets, so that printing or logging a
-// *Client does not leak them.
-func (c *Client) String() string {
-	return fmt.Sprintf("mpauthx.Client{AppID:%q Sku:%q TokenTTL:%v}", c.appID, c.sku, c.ttl)
-}
-
-// GoString implements fmt.GoStringer, so that %#v redacts the secret too.
-func (c *Client) GoString() string { return c.String() }
-
-// LogValue implements slog.LogValuer with the redacted String.
-func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
-
-// isNilRedis reports whether r holds a nil pointer of a go-redis client
-// type: a nil client in a non-nil interface, which New must refuse rather
-// than dial RedisAddr or panic later.
-func isNilRedis(r redis.UniversalClient) bool {
-	switch r := r.(type) {
-	case *redis.Client:
-		return r == nil
-	case *redis.ClusterClient:
-		return r == nil
-	case *redis.Ring:
-		return r == nil
-	}
-	return false
-}
-
 // LogValue implements slog.LogValuer with the redacted String.
 func (cfg Config) LogValue() slog.Value {
 	return slog.StringValue(cfg.String())
@@ -248,6 +221,33 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.reads = newSessionReader(c.rdb)
 	return c, nil
+}
+
+// String describes c without its secrets, so that printing or logging a
+// *Client does not leak them.
+func (c *Client) String() string {
+	return fmt.Sprintf("mpauthx.Client{AppID:%q Sku:%q TokenTTL:%v}", c.appID, c.sku, c.ttl)
+}
+
+// GoString implements fmt.GoStringer, so that %#v redacts the secret too.
+func (c *Client) GoString() string { return c.String() }
+
+// LogValue implements slog.LogValuer with the redacted String.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// isNilRedis reports whether r holds a nil pointer of a go-redis client
+// type: a nil client in a non-nil interface, which New must refuse rather
+// than dial RedisAddr or panic later.
+func isNilRedis(r redis.UniversalClient) bool {
+	switch r := r.(type) {
+	case *redis.Client:
+		return r == nil
+	case *redis.ClusterClient:
+		return r == nil
+	case *redis.Ring:
+		return r == nil
+	}
+	return false
 }
 
 // Close releases what New opened: the pipeline that coalesces

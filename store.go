@@ -39,17 +39,13 @@ type dialect struct {
 	exists        string // one row when the user exists
 	insertMissing string // adds a user row without a profile; no-op when present
 	upsert        string // adds or updates a user row with its profile
-	// prepare says whether the statements above are prepared once, in
-	// New: SQLite spends much of a short statement compiling it, on the
-	// one connection that every login waits for. pgx caches prepared
-	// statements by itself, and explicit ones would break behind a
-	// transaction-pooling proxy such as PgBouncer.
-	prepare bool
-	// groupCommit says whether concurrent profile upserts share one
-	// transaction (upsertBatcher): SQLite, whose one writer is the
-	// bottleneck of a busy login server. PostgreSQL writes in parallel,
-	// and there one bad row would fail its whole batch.
-	groupCommit bool
+	// oneWriter marks SQLite, whose one connection every login waits for:
+	// its statements are prepared once, in New (SQLite spends much of a
+	// short statement compiling it), and concurrent profile upserts share
+	// one transaction (upsertBatcher). PostgreSQL writes in parallel on a
+	// pool, pgx caches prepared statements by itself, and explicit ones
+	// would break behind a transaction-pooling proxy such as PgBouncer.
+	oneWriter bool
 }
 
 var sqliteDialect = dialect{
@@ -63,8 +59,7 @@ VALUES(?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
 gender = excluded.gender, language = excluded.language, nickName = excluded.nickName,
 province = excluded.province`,
-	prepare:     true,
-	groupCommit: true,
+	oneWriter: true,
 }
 
 var postgresDialect = dialect{
@@ -84,9 +79,9 @@ ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLU
 type store struct {
 	db *sql.DB
 	d  dialect
-	// The dialect's statements, prepared when d.prepare (nil otherwise).
+	// The dialect's statements, prepared when d.oneWriter (nil otherwise).
 	existsStmt, insertMissingStmt, upsertStmt *sql.Stmt
-	batch                                     *upsertBatcher // nil unless d.groupCommit
+	batch                                     *upsertBatcher // nil unless d.oneWriter
 }
 
 // dialectFor picks the dialect from the driver behind db.
@@ -111,7 +106,7 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 		return nil, fmt.Errorf("mpauthx: Config.DB has no usable user table (%w); %s", err, d.howToCreate)
 	}
 	s := &store{db: db, d: d}
-	if d.prepare {
+	if d.oneWriter {
 		for _, p := range []struct {
 			stmt  **sql.Stmt
 			query string
@@ -121,8 +116,6 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 				return nil, fmt.Errorf("mpauthx: preparing the user table's statements: %w", err)
 			}
 		}
-	}
-	if d.groupCommit {
 		s.batch = newUpsertBatcher(db, s.upsertStmt)
 	}
 	return s, nil

@@ -243,10 +243,11 @@ func await(ctx context.Context, f func() error) error {
 // A call that Close overtook, whose Redis client Close shut, fails like
 // any call after Close: with ErrClosed.
 func (c *Client) storageError(ctx context.Context, msg string, cause error) *Error {
-	if c.closed.Load() && ctxErr(ctx) == nil {
+	end := ctxErr(ctx)
+	if end == nil && c.closed.Load() {
 		return errClosed() // Close shut what the call was using
 	}
-	if end := ctxErr(ctx); end != nil && !errors.Is(cause, end) {
+	if end != nil && !errors.Is(cause, end) {
 		cause = fmt.Errorf("%w: %w", end, cause)
 	}
 	return newError(StatusDatabaseError, msg, cause)
