@@ -61,15 +61,16 @@ type Config struct {
 	// call takes over a second to report that Redis is down. The client
 	// New dials is set up this way.
 	//
-	// IsTokenValid reads through a private automatic pipeline made at New:
-	// on a *redis.Client it shares the client's connections and the hooks
-	// added before New (add hooks first); on a *redis.ClusterClient it is
-	// a second client with the same options, its own connections and none
-	// of your hooks. A *redis.Ring cannot autopipeline: its checks are
-	// plain GETs, one round trip each (they still return when ctx ends).
+	// IsTokenValid's GETs and the logins' token script go through a
+	// private automatic pipeline made at New: on a *redis.Client it shares
+	// the client's connections and the hooks added before New (add hooks
+	// first); on a *redis.ClusterClient it is a second client with the
+	// same options, its own connections and none of your hooks. A
+	// *redis.Ring cannot autopipeline: its commands are sent one by one,
+	// one round trip each (they still return when ctx ends).
 	//
-	// Close waits for the checks queued in that pipeline, up to go-redis's
-	// own limit (30 s) when Redis hangs.
+	// Close waits for the commands queued in that pipeline, up to
+	// go-redis's own limit (30 s) when Redis hangs.
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string
@@ -121,8 +122,8 @@ type Client struct {
 	hc                 *http.Client
 	ownTransport       *http.Transport // New made hc's transport: Close closes its idle connections
 	rdb                redis.UniversalClient
-	ownRedis           bool           // New dialed rdb: Close closes it
-	reads              *sessionReader // IsTokenValid's coalesced GETs
+	ownRedis           bool      // New dialed rdb: Close closes it
+	pipe               *pipeline // coalesces IsTokenValid's GETs and the logins' scripts
 	store              *store
 	log                *slog.Logger
 
@@ -219,7 +220,7 @@ func New(cfg Config) (*Client, error) {
 		})
 		c.ownRedis = true
 	}
-	c.reads = newSessionReader(c.rdb)
+	c.pipe = newPipeline(c.rdb)
 	return c, nil
 }
 
@@ -251,7 +252,7 @@ func isNilRedis(r redis.UniversalClient) bool {
 }
 
 // Close releases what New opened: the pipeline that coalesces
-// IsTokenValid's reads, the idle connections of the default HTTP client,
+// IsTokenValid's reads and the logins' token writes, the idle connections of the default HTTP client,
 // the statements New prepared on Config.DB and the Redis connection New
 // dialed, if any. It never closes Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and drops the
@@ -263,7 +264,7 @@ func isNilRedis(r redis.UniversalClient) bool {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		err := c.reads.close()
+		err := c.pipe.close()
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}

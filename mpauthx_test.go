@@ -177,6 +177,48 @@ func TestAuthorize(t *testing.T) {
 	})
 }
 
+// TestLoginAfterScriptFlush: Redis forgets its cached scripts when it
+// restarts or is told SCRIPT FLUSH; logins must then send the script
+// itself (EVAL), through the pipeline as through a Ring's plain calls.
+func TestLoginAfterScriptFlush(t *testing.T) {
+	flush := func(t *testing.T, rdb redis.UniversalClient) {
+		t.Helper()
+		var err error
+		if cc, ok := rdb.(*redis.ClusterClient); ok {
+			err = cc.ForEachMaster(bg, func(ctx context.Context, m *redis.Client) error { return m.ScriptFlush(ctx).Err() })
+		} else {
+			err = rdb.ScriptFlush(bg).Err()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(t *testing.T, e *env) {
+		e.login(t, e.user("fay")) // the script is cached now
+		for i, name := range []string{"gus", "hal"} {
+			flush(t, e.rdb)
+			u := e.user(name)
+			tok := e.login(t, u)
+			if !e.valid(t, tok) {
+				t.Fatalf("login %d after SCRIPT FLUSH: token not valid", i+1)
+			}
+			if again := e.login(t, u); again != tok {
+				t.Fatalf("login %d after SCRIPT FLUSH: second login got another token", i+1)
+			}
+		}
+	}
+	forEachRedis(t, nil, check)
+	t.Run("ring", func(t *testing.T) {
+		ring := backend{name: "ring", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+			mr := miniredis.RunT(t)
+			rdb := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": mr.Addr()}})
+			t.Cleanup(func() { rdb.Close() })
+			return rdb, mr
+		}}
+		check(t, newEnv(t, ring, nil))
+	})
+}
+
 func TestAuthorizeResultIsJSONReady(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		u := e.user("bob")

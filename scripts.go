@@ -10,7 +10,11 @@ import "github.com/redis/go-redis/v9"
 // issueScript returns the live session of KEYS[1], or stores ARGV[1] there
 // with a TTL of ARGV[2] ms and returns it. A key somehow left without TTL
 // gets one.
-var issueScript = redis.NewScript(`
+var issueScript = redis.NewScript(issueScriptSource)
+
+// issueScriptSource is issueScript's Lua, sent with EVAL when Redis does
+// not have it cached.
+const issueScriptSource = `
 local cur = redis.call('GET', KEYS[1])
 if cur then
   if redis.call('PTTL', KEYS[1]) == -1 then
@@ -20,7 +24,7 @@ if cur then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
-`)
+`
 
 // revokeScript deletes KEYS[1] if it still holds session ARGV[1].
 var revokeScript = redis.NewScript(`

@@ -6,9 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -115,11 +113,7 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // issue returns userID's live token, or stores and returns a new one: one
 // atomic step, so that concurrent logins of one user share one token.
 func (c *Client) issue(ctx context.Context, userID string) (Result, error) {
-	var s string
-	err := await(ctx, func() (err error) {
-		s, err = issueScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, newSession(), c.ttlMillis()).Text()
-		return err
-	})
+	s, err := c.pipe.issue(ctx, c.rdb, c.sessionKey(userID), newSession(), c.ttlMillis())
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
@@ -177,7 +171,7 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	cur, err := c.reads.get(ctx, c.rdb, c.sessionKey(userID))
+	cur, err := c.pipe.get(ctx, c.rdb, c.sessionKey(userID))
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -263,115 +257,4 @@ func ctxErr(ctx context.Context) error {
 		return context.DeadlineExceeded
 	}
 	return nil
-}
-
-// sessionReader sends IsTokenValid's GETs through a go-redis
-// autopipeliner, so that concurrent checks share round trips. The
-// autopipeliner is private to one Client: go-redis caches one instance per
-// client whose configuration the first caller fixes and whose Close stops it
-// for everyone, so the reader builds its own on a clone of the caller's
-// client and never touches the caller's instance. A nil *sessionReader
-// (another client type) sends plain GETs.
-//
-// Only reads go through it: a pipeline is retried whole when a connection
-// drops, which is harmless for GET but not for the writes of issue,
-// RefreshToken and RevokeToken, which stay on the plain client.
-//
-// A GET with no other in flight and a ctx that can never end (its Done is
-// nil, as for context.Background) skips the autopipeliner and runs on the
-// caller's goroutine, as a plain go-redis call: handing it to the
-// autopipeliner's goroutines would only add their wake-ups to its round
-// trip. A ctx that can end always goes through the autopipeliner, whose
-// wait get can abandon when ctx ends (a plain go-redis call cannot be
-// interrupted by a cancellation).
-type sessionReader struct {
-	ap       *redis.AutoPipeliner
-	owned    io.Closer    // a client created for ap, closed after it; nil if none
-	inFlight atomic.Int64 // GETs sent by get and not yet answered
-}
-
-// readPipelineOptions tunes the read autopipeliner: two batches of up to 32
-// GETs in flight at once, so that with 64 goroutines checking tokens one
-// batch's callers prepare the next while the other is on the wire. GETs need
-// no ordering, hence Unordered. On a 2-core machine this and go-redis's
-// default (one ordered batch of up to 200) measured within noise of each
-// other; a MaxFlushDelay halved throughput. See README, Performance.
-func readPipelineOptions() *redis.AutoPipelineOptions {
-	return &redis.AutoPipelineOptions{MaxBatchSize: 32, MaxConcurrentBatches: 2, Unordered: true}
-}
-
-// newSessionReader returns the reader for rdb, or nil when rdb's type
-// cannot autopipeline privately.
-//
-// A *redis.Client (also a Sentinel failover client) is cloned with
-// WithTimeout, which shares its connection pools and the hooks added so
-// far but caches its own autopipeliner. A *redis.ClusterClient has no such
-// clone: the reader opens one of its own with the same options (and so its
-// own connections, without the caller's hooks) and closes it in close. A
-// *redis.Ring cannot autopipeline (go-redis 9.23 refuses it): its reads
-// are plain GETs.
-func newSessionReader(rdb redis.UniversalClient) *sessionReader {
-	var (
-		ap    *redis.AutoPipeliner
-		owned io.Closer
-		err   error
-	)
-	switch r := rdb.(type) {
-	case *redis.Client:
-		ap, err = r.WithTimeout(r.Options().ReadTimeout).AsyncAutoPipelineWithOptions(readPipelineOptions())
-	case *redis.ClusterClient:
-		opt := *r.Options()
-		cc := redis.NewClusterClient(&opt)
-		owned = cc
-		ap, err = cc.AsyncAutoPipelineWithOptions(readPipelineOptions())
-	default:
-		return nil
-	}
-	if err != nil { // a closed client: plain calls fail as they should
-		if owned != nil {
-			owned.Close()
-		}
-		return nil
-	}
-	return &sessionReader{ap: ap, owned: owned}
-}
-
-// get returns the value at key, or an error wrapping redis.Nil when there
-// is none. It returns ctx.Err() as soon as ctx ends, even while the GET is
-// queued in a pipeline (the GET itself still runs; its result is dropped).
-// A nil r sends a plain GET on rdb.
-func (r *sessionReader) get(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
-	if r == nil {
-		var v string
-		err := await(ctx, func() (err error) {
-			v, err = rdb.Get(ctx, key).Result()
-			return err
-		})
-		return v, err
-	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	defer r.inFlight.Add(-1)
-	if r.inFlight.Add(1) == 1 && ctx.Done() == nil {
-		return rdb.Get(ctx, key).Result()
-	}
-	cmd := redis.NewStringCmd(ctx, "get", key)
-	if err := r.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil {
-		return "", err
-	}
-	return cmd.Val(), nil
-}
-
-// close stops the autopipeliner, flushing the GETs it holds, then closes
-// the client created for it, if any. A nil r does nothing.
-func (r *sessionReader) close() error {
-	if r == nil {
-		return nil
-	}
-	err := r.ap.Close()
-	if r.owned != nil {
-		err = errors.Join(err, r.owned.Close())
-	}
-	return err
 }

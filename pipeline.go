@@ -1,0 +1,160 @@
+package mpauthx
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// pipeline sends the Client's hot Redis commands, IsTokenValid's GETs and
+// the logins' issueScript, through a go-redis autopipeliner, so that
+// concurrent calls share round trips. The autopipeliner is private to one
+// Client: go-redis caches one instance per client whose configuration the
+// first caller fixes and whose Close stops it for everyone, so the
+// pipeline builds its own on a clone of the caller's client and never
+// touches the caller's instance. A nil *pipeline (another client type)
+// sends plain commands.
+//
+// A batch is retried whole when its connection drops, so only commands
+// that may run twice go through it. GET may. issueScript may: it is
+// get-or-set, so a second run returns the session the first one stored
+// (or stores a new one if that session was revoked in between, which the
+// caller never saw). RefreshToken's SET and RevokeToken's script stay on
+// the plain client: a replayed refresh could overwrite a later one.
+//
+// A GET with no other in flight and a ctx that can never end (its Done is
+// nil, as for context.Background) skips the autopipeliner and runs on the
+// caller's goroutine, as a plain go-redis call: handing it to the
+// autopipeliner's goroutines would only add their wake-ups to its round
+// trip. A ctx that can end always goes through the autopipeliner, whose
+// wait can be abandoned when ctx ends (a plain go-redis call cannot be
+// interrupted by a cancellation).
+type pipeline struct {
+	ap       *redis.AutoPipeliner
+	owned    io.Closer    // a client created for ap, closed after it; nil if none
+	inFlight atomic.Int64 // GETs sent by get and not yet answered
+}
+
+// pipelineOptions tunes the autopipeliner: two batches of up to 32
+// commands in flight at once, so that with 64 goroutines one batch's
+// callers prepare the next while the other is on the wire. Nothing sent
+// through it needs ordering, hence Unordered. On a 2-core machine this
+// beat go-redis's default (one ordered batch of up to 200), 64×1, 16×4
+// and full duplex; a MaxFlushDelay halved throughput. See README,
+// Performance.
+func pipelineOptions() *redis.AutoPipelineOptions {
+	return &redis.AutoPipelineOptions{MaxBatchSize: 32, MaxConcurrentBatches: 2, Unordered: true}
+}
+
+// newPipeline returns the pipeline for rdb, or nil when rdb's type cannot
+// autopipeline privately.
+//
+// A *redis.Client (also a Sentinel failover client) is cloned with
+// WithTimeout, which shares its connection pools and the hooks added so
+// far but caches its own autopipeliner. A *redis.ClusterClient has no such
+// clone: the pipeline opens one of its own with the same options (and so
+// its own connections, without the caller's hooks) and closes it in close.
+// A *redis.Ring cannot autopipeline (go-redis 9.23 refuses it): its
+// commands are sent one by one.
+func newPipeline(rdb redis.UniversalClient) *pipeline {
+	var (
+		ap    *redis.AutoPipeliner
+		owned io.Closer
+		err   error
+	)
+	switch r := rdb.(type) {
+	case *redis.Client:
+		ap, err = r.WithTimeout(r.Options().ReadTimeout).AsyncAutoPipelineWithOptions(pipelineOptions())
+	case *redis.ClusterClient:
+		opt := *r.Options()
+		cc := redis.NewClusterClient(&opt)
+		owned = cc
+		ap, err = cc.AsyncAutoPipelineWithOptions(pipelineOptions())
+	default:
+		return nil
+	}
+	if err != nil { // a closed client: plain calls fail as they should
+		if owned != nil {
+			owned.Close()
+		}
+		return nil
+	}
+	return &pipeline{ap: ap, owned: owned}
+}
+
+// submit queues cmd and waits for its result. It returns ctx.Err() as
+// soon as ctx ends, even while cmd is queued (cmd itself still runs; its
+// result is dropped).
+func (p *pipeline) submit(ctx context.Context, cmd redis.Cmder) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.ap.Submit(ctx, cmd).WaitContext(ctx)
+}
+
+// get returns the value at key, or an error wrapping redis.Nil when there
+// is none. A nil p sends a plain GET on rdb, abandoned when ctx ends.
+func (p *pipeline) get(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
+	if p == nil {
+		var v string
+		err := await(ctx, func() (err error) {
+			v, err = rdb.Get(ctx, key).Result()
+			return err
+		})
+		return v, err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	defer p.inFlight.Add(-1)
+	if p.inFlight.Add(1) == 1 && ctx.Done() == nil {
+		return rdb.Get(ctx, key).Result()
+	}
+	cmd := redis.NewStringCmd(ctx, "get", key)
+	if err := p.submit(ctx, cmd); err != nil {
+		return "", err
+	}
+	return cmd.Val(), nil
+}
+
+// issue runs issueScript on key with session and ttlMillis, and returns
+// the session the key holds afterwards: EVALSHA, then EVAL if Redis does
+// not have the script cached (after a restart or SCRIPT FLUSH), as
+// redis.Script.Run does. A nil p runs the script on rdb, abandoned when
+// ctx ends.
+func (p *pipeline) issue(ctx context.Context, rdb redis.UniversalClient, key, session string, ttlMillis int64) (string, error) {
+	if p == nil {
+		var s string
+		err := await(ctx, func() (err error) {
+			s, err = issueScript.Run(ctx, rdb, []string{key}, session, ttlMillis).Text()
+			return err
+		})
+		return s, err
+	}
+	cmd := redis.NewCmd(ctx, "evalsha", issueScript.Hash(), 1, key, session, ttlMillis)
+	err := p.submit(ctx, cmd)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmd = redis.NewCmd(ctx, "eval", issueScriptSource, 1, key, session, ttlMillis)
+		err = p.submit(ctx, cmd)
+	}
+	if err != nil {
+		return "", err
+	}
+	return cmd.Text()
+}
+
+// close stops the autopipeliner, flushing the commands it holds, then
+// closes the client created for it, if any. A nil p does nothing.
+func (p *pipeline) close() error {
+	if p == nil {
+		return nil
+	}
+	err := p.ap.Close()
+	if p.owned != nil {
+		err = errors.Join(err, p.owned.Close())
+	}
+	return err
+}
