@@ -502,6 +502,12 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 			if e.rdb != nil {
 				e.rdb.Close() // the caller closes its own client
 			}
+			// go-redis probes a pool whose dials failed PoolSize times in a
+			// goroutine that sleeps a second between probes and sees Close
+			// at its next wake-up: give it that second, and a margin.
+			for end := time.Now().Add(3 * time.Second); goleak.Find(leaks) != nil && time.Now().Before(end); {
+				time.Sleep(50 * time.Millisecond)
+			}
 			goleak.VerifyNone(t, leaks)
 		})
 	}
