@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -183,6 +184,22 @@ func FuzzToken(f *testing.F) {
 			if !ok || sku != "sku" || u != userID || s != session || !validUserID(u) || !validSession(s) {
 				t.Errorf("parse(%q) = %q, %q, true; inconsistent with splitToken", token, u, s)
 			}
+		}
+	})
+}
+
+// FuzzValidUserID checks validUserID's ASCII fast path against its
+// definition: 1 to 256 bytes of printable UTF-8 (spaces allowed, but not
+// at either end) without '|'.
+func FuzzValidUserID(f *testing.F) {
+	for _, s := range []string{"oGZUI0egBJY1zhBYw2KhdUfwVJJE", "a b", " a", "a ", "a|b", "中文", "a\u00a0", "a\x7fb", "\xff", "~", strings.Repeat("o", maxUserIDLen+1)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		want := id != "" && len(id) <= maxUserIDLen && utf8.ValidString(id) && strings.TrimSpace(id) == id &&
+			!strings.ContainsFunc(id, func(r rune) bool { return r == '|' || !unicode.IsPrint(r) })
+		if got := validUserID(id); got != want {
+			t.Errorf("validUserID(%q) = %v, want %v", id, got, want)
 		}
 	})
 }

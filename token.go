@@ -77,7 +77,25 @@ func (c *Client) parse(token string) (userID, session string, ok bool) {
 // validUserID reports whether id can be a token's user ID: 1 to 256 bytes
 // of printable UTF-8 (spaces allowed, but not at either end) without '|'.
 func validUserID(id string) bool {
-	if id == "" || len(id) > maxUserIDLen || !utf8.ValidString(id) {
+	if id == "" || len(id) > maxUserIDLen || id[0] == ' ' || id[len(id)-1] == ' ' {
+		return false
+	}
+	// The common case, an openId or unionId: ASCII, checked bytewise.
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if b >= utf8.RuneSelf {
+			return validUnicodeUserID(id)
+		}
+		if b < ' ' || b > '~' || b == '|' {
+			return false
+		}
+	}
+	return true
+}
+
+// validUnicodeUserID is validUserID for an ID that is not all ASCII.
+func validUnicodeUserID(id string) bool {
+	if !utf8.ValidString(id) {
 		return false
 	}
 	if strings.TrimSpace(id) != id {
