@@ -11,7 +11,7 @@ package mpauthx_test
 // goroutines and, for the logins, the fake WeChat server answering
 // code2session.
 //
-// This file also holds the tests of IsTokenValid's coalesced reads: that
+// This file also holds the tests of the Client's pipelined commands: that
 // every caller gets its own answer, error and cancellation, and that the
 // Client keeps its autopipeliner to itself.
 
@@ -349,7 +349,7 @@ func BenchmarkDecryptUserInfo(b *testing.B) {
 	})
 }
 
-// Tests of IsTokenValid's coalesced reads.
+// Tests of the pipelined commands (IsTokenValid's GETs, the logins' script).
 
 // TestIsTokenValidCoalescedAnswers checks that, with many concurrent
 // checks sharing pipelines, each caller gets the answer for its own token,
@@ -523,10 +523,10 @@ func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
 	}
 }
 
-// TestReadPipelineIsPrivate checks that the Client neither takes over nor
+// TestPipelineIsPrivate checks that the Client neither takes over nor
 // stops the autopipeliner go-redis caches on the caller's client, and that
 // Close stops every goroutine the Client started.
-func TestReadPipelineIsPrivate(t *testing.T) {
+func TestPipelineIsPrivate(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		tok := e.login(t, e.user("private"))
 		u2 := e.user("private2")
@@ -683,9 +683,9 @@ func TestLoneCheckRunsOnCallersContext(t *testing.T) {
 			}
 			hook.mu.Lock()
 			defer hook.mu.Unlock()
-			// go-redis v9.23 runs the client's hooks for a plain GET but
-			// not (as observed) for an autopipelined one: only the
-			// caller's context is checked for the latter.
+			// go-redis v9.23 runs the client's hooks for a plain GET on
+			// the caller's context, and those of an autopipelined one (as
+			// a pipeline or a single command) on a context of its own.
 			if tt.plain && (hook.gets != 1 || hook.onOwn != 1) {
 				t.Errorf("%d GETs, %d on the caller's context; want one plain GET on it", hook.gets, hook.onOwn)
 			}

@@ -63,11 +63,14 @@ type Config struct {
 	//
 	// IsTokenValid's GETs and the logins' token script go through a
 	// private automatic pipeline made at New: on a *redis.Client it shares
-	// the client's connections and the hooks added before New (add hooks
-	// first); on a *redis.ClusterClient it is a second client with the
-	// same options, its own connections and none of your hooks. A
-	// *redis.Ring cannot autopipeline: its commands are sent one by one,
-	// one round trip each (they still return when ctx ends).
+	// the client's connections and the hooks added before New; on a
+	// *redis.ClusterClient it is a second client with the same options,
+	// its own connections and none of your hooks. A *redis.Ring cannot
+	// autopipeline: its commands are sent one by one, one round trip each
+	// (they still return when ctx ends). go-redis runs pipelined commands
+	// on a context of its own: ContextTimeoutEnabled does not bound them
+	// (the client's ReadTimeout and WriteTimeout do; keep them finite),
+	// and hooks see them without the call's ctx.
 	//
 	// Close waits for the commands queued in that pipeline, up to
 	// go-redis's own limit (30 s) when Redis hangs.
@@ -252,9 +255,9 @@ func isNilRedis(r redis.UniversalClient) bool {
 }
 
 // Close releases what New opened: the pipeline that coalesces
-// IsTokenValid's reads and the logins' token writes, the idle connections of the default HTTP client,
-// the statements New prepared on Config.DB and the Redis connection New
-// dialed, if any. It never closes Config.Redis or Config.DB. It waits for
+// IsTokenValid's GETs and the logins' token script, the idle connections
+// of the default HTTP client, the statements New prepared on Config.DB
+// and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and drops the
 // profile writes still queued. It is idempotent. Afterwards Authorize,
 // AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an

@@ -194,6 +194,7 @@ func TestLoginAfterScriptFlush(t *testing.T) {
 		}
 	}
 	check := func(t *testing.T, e *env) {
+		t.Helper()
 		e.login(t, e.user("fay")) // the script is cached now
 		for i, name := range []string{"gus", "hal"} {
 			flush(t, e.rdb)

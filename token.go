@@ -219,7 +219,7 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	return nil
 }
 
-// await runs the Redis write f and returns its error, or ctx's error as
+// await runs the Redis call f and returns its error, or ctx's error as
 // soon as ctx ends first: go-redis gives up on a command only at its
 // socket deadlines, which follow ctx only when the client has
 // ContextTimeoutEnabled, so a hung Redis would otherwise hold the call. A

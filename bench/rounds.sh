@@ -7,7 +7,8 @@
 #
 # Each round: redis-benchmark GET -P 16 and unpipelined, mpauthx-bench with
 # -prefill 0 and 200000, then bench/ioredis/check.js (without and with
-# autopipelining). Needs redis-benchmark, Go, and Node.js with npm.
+# autopipelining). Needs redis-benchmark, Go, and Node.js with npm. The
+# GETs of redis-benchmark are of a key that does not exist (nil replies).
 set -euo pipefail
 port=${1:?usage: bash bench/rounds.sh PORT [ROUNDS]}
 rounds=${2:-3}
@@ -16,15 +17,22 @@ bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/mpauthx-bench" ./cmd/mpauthx-bench
 (cd bench/ioredis && npm ci --silent --no-audit --no-fund)
-rb() { # prints redis-benchmark's requests per second
-	redis-benchmark -p "$port" -t get -c 64 -q "$@" | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1
+rb() { # prints redis-benchmark's requests per second; fails if it printed none
+	local out
+	out=$(redis-benchmark -p "$port" -t get -c 64 -q "$@" | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -n 1)
+	[[ -n $out ]] || { echo "redis-benchmark on port $port printed no result" >&2; return 1; }
+	echo "$out"
 }
 for ((r = 1; r <= rounds; r++)); do
 	echo "## round $r $(date -u +%H:%M:%S) UTC"
-	echo "redis-benchmark -P 16: $(rb -n 1000000 -P 16)"
-	echo "redis-benchmark:       $(rb -n 300000)"
+	out=$(rb -n 1000000 -P 16) || exit 1
+	echo "redis-benchmark -P 16: $out"
+	out=$(rb -n 300000) || exit 1
+	echo "redis-benchmark:       $out"
 	for prefill in 0 200000; do
-		echo "mpauthx-bench -prefill $prefill: $("$bin/mpauthx-bench" -redis "127.0.0.1:$port" -users 2000 -prefill "$prefill" -concurrency 64 -seconds 5 2>/dev/null)"
+		# mpauthx-bench exits 1 on any failure or wrong answer.
+		out=$("$bin/mpauthx-bench" -redis "127.0.0.1:$port" -users 2000 -prefill "$prefill" -concurrency 64 -seconds 5) || exit 1
+		echo "mpauthx-bench -prefill $prefill: $out"
 	done
 	(cd bench/ioredis && node check.js -redis "127.0.0.1:$port" -seconds 5)
 done

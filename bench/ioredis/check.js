@@ -16,8 +16,12 @@ function flags(argv) {
   const o = { redis: '127.0.0.1:6379', seconds: 5, users: 2000, concurrency: 64 };
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i].replace(/^-+/, ''), v = argv[i + 1];
-    if (!(k in o) || v === undefined) throw new Error(`usage: node check.js [-redis host:port] [-seconds s] [-users n] [-concurrency n]; bad flag ${argv[i]}`);
-    o[k] = k === 'redis' ? v : Number(v);
+    const usage = `usage: node check.js [-redis host:port] [-seconds s] [-users n] [-concurrency n]; bad flag ${argv[i]} ${v ?? ''}`;
+    if (!Object.hasOwn(o, k) || v === undefined) throw new Error(usage);
+    if (k === 'redis') { o.redis = v; continue; }
+    const n = Number(v);
+    if (!(n > 0) || (k !== 'seconds' && !Number.isInteger(n))) throw new Error(usage);
+    o[k] = n;
   }
   return o;
 }
@@ -56,5 +60,9 @@ async function run(o, autopipelining) {
 
 (async () => {
   const o = flags(process.argv.slice(2));
-  for (const ap of [false, true]) console.log(JSON.stringify(await run(o, ap)));
+  for (const ap of [false, true]) {
+    const res = await run(o, ap);
+    console.log(JSON.stringify(res));
+    if (res.wrong > 0) process.exitCode = 1;
+  }
 })().catch(e => { console.error(e.message); process.exit(1); });
