@@ -207,6 +207,17 @@ func BenchmarkIsTokenValid(b *testing.B) {
 		b.Run(r.name+"/1-goroutine", lone(context.Background()))
 		b.Run(r.name+"/1-goroutine-cancelable-ctx", lone(reqCtx))
 		cancel()
+		// What a lone check is compared with, in the same process and on
+		// the same keys: a bare go-redis EXISTS of the token's key.
+		b.Run(r.name+"/1-goroutine-bare-EXISTS", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				u := &w.users[i%len(w.users)]
+				if n, err := r.rdb.Exists(context.Background(), "mpauthx:{"+u.openID+"|"+w.sku+"}:session").Result(); err != nil || n != 1 {
+					b.Fatalf("EXISTS = %v, %v", n, err)
+				}
+			}
+		})
 	}
 }
 
