@@ -93,16 +93,15 @@ func validUserID(id string) bool {
 	return true
 }
 
-// validUnicodeUserID is validUserID for an ID that is not all ASCII.
+// validUnicodeUserID is validUserID for an ID that is not all ASCII and
+// has no space at either end. No other space needs a check: every Unicode
+// space but U+0020 is not printable.
 func validUnicodeUserID(id string) bool {
 	if !utf8.ValidString(id) {
 		return false
 	}
-	if strings.TrimSpace(id) != id {
-		return false
-	}
 	for _, r := range id {
-		if r == '|' || !unicode.IsPrint(r) && r != ' ' {
+		if r == '|' || !unicode.IsPrint(r) {
 			return false
 		}
 	}
