@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,75 @@ func backends() []backend {
 		}})
 	}
 	return bs
+}
+
+// ringBackend is a *redis.Ring of one miniredis shard: go-redis cannot
+// autopipeline a Ring, so mpauthx sends its commands one by one.
+var ringBackend = backend{name: "ring", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": mr.Addr()}})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb, mr
+}}
+
+// loopback is a listener on a loopback port for a fake server. It closes
+// the listener and every connection it was given when the test ends, then
+// waits for the goroutines started with its wg.
+type loopback struct {
+	ln     net.Listener
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+func newLoopback(t *testing.T) *loopback {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &loopback{ln: ln}
+	t.Cleanup(func() {
+		ln.Close()
+		l.mu.Lock()
+		l.closed = true
+		for _, c := range l.conns {
+			c.Close()
+		}
+		l.mu.Unlock()
+		l.wg.Wait()
+	})
+	return l
+}
+
+// addr is the listener's host:port.
+func (l *loopback) addr() string { return l.ln.Addr().String() }
+
+// keep has c closed when the test ends, or at once if it has ended.
+func (l *loopback) keep(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return
+	}
+	l.conns = append(l.conns, c)
+}
+
+// serve accepts connections until the test ends and runs handle on a
+// goroutine of its own for each.
+func (l *loopback) serve(handle func(net.Conn)) {
+	l.wg.Go(func() {
+		for {
+			conn, err := l.ln.Accept()
+			if err != nil {
+				return
+			}
+			l.keep(conn)
+			l.wg.Go(func() { handle(conn) })
+		}
+	})
 }
 
 // env is one test's world: a fake WeChat, a Redis, a SQLite file and a

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seeda8e74ca0/mpauthx"
@@ -210,13 +209,7 @@ func TestLoginAfterScriptFlush(t *testing.T) {
 	}
 	forEachRedis(t, nil, check)
 	t.Run("ring", func(t *testing.T) {
-		ring := backend{name: "ring", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
-			mr := miniredis.RunT(t)
-			rdb := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": mr.Addr()}})
-			t.Cleanup(func() { rdb.Close() })
-			return rdb, mr
-		}}
-		check(t, newEnv(t, ring, nil))
+		check(t, newEnv(t, ringBackend, nil))
 	})
 }
 
@@ -1190,13 +1183,7 @@ func TestLogLevels(t *testing.T) {
 // TestRing runs the token calls on a *redis.Ring, whose reads are plain
 // GETs (go-redis cannot autopipeline a Ring).
 func TestRing(t *testing.T) {
-	ring := backend{name: "ring", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
-		mr := miniredis.RunT(t)
-		rdb := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": mr.Addr()}})
-		t.Cleanup(func() { rdb.Close() })
-		return rdb, mr
-	}}
-	e := newEnv(t, ring, nil)
+	e := newEnv(t, ringBackend, nil)
 	u := e.user("rin")
 	token := e.login(t, u)
 	if !e.valid(t, token) {

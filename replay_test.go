@@ -3,7 +3,6 @@ package mpauthx_test
 import (
 	"bytes"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -16,53 +15,29 @@ import (
 // reply: Redis has run the commands, the client never learns their
 // results, and go-redis runs them again on a new connection.
 type dropProxy struct {
-	ln      net.Listener
+	*loopback
 	target  string
 	armed   atomic.Bool
 	dropped atomic.Int32
 	evalsha atomic.Int32 // EVALSHA commands forwarded to Redis
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
 }
 
 func newDropProxy(t *testing.T, target string) *dropProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dropProxy{ln: ln, target: target}
-	p.wg.Go(p.serve)
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
+	p := &dropProxy{loopback: newLoopback(t), target: target}
+	p.serve(p.forward)
 	return p
 }
 
-func (p *dropProxy) serve() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			client.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, client, server)
-		p.mu.Unlock()
-		p.wg.Go(func() { p.requests(client, server) })
-		p.wg.Go(func() { p.replies(server, client) })
+// forward connects client to the Redis, one goroutine a direction.
+func (p *dropProxy) forward(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
 	}
+	p.keep(server)
+	p.wg.Go(func() { p.requests(client, server) })
+	p.replies(server, client)
 }
 
 // requests copies client to server, counting EVALSHAs (go-redis writes
@@ -121,7 +96,7 @@ func TestLoginReplayedAfterLostReply(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			e := newEnv(t, b, nil)
 			p := newDropProxy(t, e.rdb.(*redis.Client).Options().Addr)
-			rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String()}) // go-redis's default retries
+			rdb := redis.NewClient(&redis.Options{Addr: p.addr()}) // go-redis's default retries
 			t.Cleanup(func() { rdb.Close() })
 			c := e.client(t, func(cfg *mpauthx.Config) { cfg.Redis = rdb })
 			login := func(u string) (string, error) {
