@@ -467,11 +467,7 @@ func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
 		t.Run(kind.name, func(t *testing.T) {
 			rdb := kind.open()
 			defer rdb.Close()
-			db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
+			db := tempSQLite(t)
 			c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
 			if err != nil {
 				t.Fatal(err)
@@ -637,11 +633,7 @@ func TestLoneCheckRunsOnCallersContext(t *testing.T) {
 	defer rdb.Close()
 	hook := &markerHook{}
 	rdb.AddHook(hook) // before New, so that the reader's clone has it too
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := tempSQLite(t)
 	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
 	if err != nil {
 		t.Fatal(err)

@@ -130,6 +130,18 @@ func (l *loopback) serve(handle func(net.Conn)) {
 	})
 }
 
+// tempSQLite opens a user table in a new SQLite file of t's, closed when
+// t ends.
+func tempSQLite(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // env is one test's world: a fake WeChat, a Redis, a SQLite file and a
 // Client using them.
 type env struct {
@@ -165,11 +177,7 @@ func newEnv(t *testing.T, b backend, tweak func(*mpauthx.Config)) *env {
 	e.wx = mpauthxtest.NewServer("wx-test-app", "s3cr3t-app-secret-value")
 	t.Cleanup(e.wx.Close)
 	e.rdb, e.mr = b.open(t)
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := tempSQLite(t)
 	e.db = db
 	e.cfg = mpauthx.Config{
 		AppID:     e.wx.AppID,

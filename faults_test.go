@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"errors"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -71,11 +70,7 @@ func newProcWorld(t *testing.T, addr string) *procEnv {
 	t.Helper()
 	e := &procEnv{wx: mpauthxtest.NewServer("wx-fault-app", "fault-app-secret-value")}
 	t.Cleanup(e.wx.Close)
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := tempSQLite(t)
 	e.cfg = mpauthx.Config{AppID: e.wx.AppID, AppSecret: e.wx.AppSecret, Sku: "faults", DB: db, APIBase: e.wx.URL, RedisAddr: addr}
 	return e
 }

@@ -38,11 +38,7 @@ func wantCode(t *testing.T, err error, code mpauthx.StatusCode) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := tempSQLite(t)
 	bare, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "bare.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -602,11 +598,7 @@ func TestIsTokenValid(t *testing.T) {
 // TestMalformedTokensSkipRedis checks, with a Redis that cannot answer, that
 // malformed tokens and other Skus are answered without a round trip.
 func TestMalformedTokensSkipRedis(t *testing.T) {
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := tempSQLite(t)
 	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, RedisAddr: "127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)

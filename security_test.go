@@ -383,10 +383,7 @@ func TestNoSecretLeaksEverywhere(t *testing.T) {
 		})
 
 		t.Run("SQL down", func(t *testing.T) {
-			db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "down.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			db := tempSQLite(t)
 			sc := newClient(func(c *mpauthx.Config) { c.DB = db })
 			db.Close()
 			s.call("AuthorizeCode")(sc.AuthorizeCode(bg, wx.Code(u.OpenID)))
@@ -478,10 +475,7 @@ func bareSQLite(t *testing.T) *sql.DB {
 // closedSQLite returns a closed SQLite database that had the user table.
 func closedSQLite(t *testing.T) *sql.DB {
 	t.Helper()
-	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "closed.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := tempSQLite(t)
 	db.Close()
 	return db
 }
