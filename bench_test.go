@@ -594,14 +594,7 @@ func (h *markerHook) DialHook(next redis.DialHook) redis.DialHook { return next 
 
 func (h *markerHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "get" {
-			h.mu.Lock()
-			h.gets++
-			if ctx.Value(ctxMarker{}) != nil {
-				h.onOwn++
-			}
-			h.mu.Unlock()
-		}
+		h.record(ctx, cmd)
 		return next(ctx, cmd)
 	}
 }
@@ -609,16 +602,22 @@ func (h *markerHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h *markerHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, cmd := range cmds {
-			if cmd.Name() == "get" {
-				h.mu.Lock()
-				h.gets++
-				if ctx.Value(ctxMarker{}) != nil {
-					h.onOwn++
-				}
-				h.mu.Unlock()
-			}
+			h.record(ctx, cmd)
 		}
 		return next(ctx, cmds)
+	}
+}
+
+// record counts cmd if it is a GET, and whether ctx is the caller's.
+func (h *markerHook) record(ctx context.Context, cmd redis.Cmder) {
+	if cmd.Name() != "get" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gets++
+	if ctx.Value(ctxMarker{}) != nil {
+		h.onOwn++
 	}
 }
 
