@@ -61,19 +61,23 @@ type Config struct {
 	// call takes over a second to report that Redis is down. The client
 	// New dials is set up this way.
 	//
-	// IsTokenValid's GETs and the logins' token script go through a
-	// private automatic pipeline made at New: on a *redis.Client it shares
-	// the client's connections and the hooks added before New; on a
-	// *redis.ClusterClient it is a second client with the same options,
+	// Concurrent IsTokenValid calls share round trips through mpauthx's
+	// own batcher, made at New: one MGET per batch on a *redis.Client,
+	// one pipeline of GETs on a *redis.ClusterClient or *redis.Ring, sent
+	// on this client. The logins' token script goes through a private
+	// go-redis automatic pipeline made at New: on a *redis.Client it
+	// shares the client's connections and the hooks added before New; on
+	// a *redis.ClusterClient it is a second client with the same options,
 	// its own connections and none of your hooks. A *redis.Ring cannot
-	// autopipeline: its commands are sent one by one, one round trip each
-	// (they still return when ctx ends). go-redis runs pipelined commands
-	// on a context of its own: ContextTimeoutEnabled does not bound them
+	// autopipeline: each login's script is its own round trip. Both send
+	// their batches on a context of their own, so that every call can
+	// return when its ctx ends: ContextTimeoutEnabled does not bound them
 	// (the client's ReadTimeout and WriteTimeout do; keep them finite),
 	// and hooks see them without the call's ctx.
 	//
-	// Close waits for the commands queued in that pipeline, up to
-	// go-redis's own limit (30 s) when Redis hangs.
+	// Close waits for the batches in flight: the checks' up to your
+	// ReadTimeout and WriteTimeout, the pipeline's up to go-redis's own
+	// limit (30 s) when Redis hangs.
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string
@@ -125,8 +129,9 @@ type Client struct {
 	hc                 *http.Client
 	ownTransport       *http.Transport // New made hc's transport: Close closes its idle connections
 	rdb                redis.UniversalClient
-	ownRedis           bool      // New dialed rdb: Close closes it
-	pipe               *pipeline // coalesces IsTokenValid's GETs and the logins' scripts
+	ownRedis           bool          // New dialed rdb: Close closes it
+	pipe               *pipeline     // coalesces the logins' scripts
+	checks             *checkBatcher // coalesces IsTokenValid's reads
 	store              *store
 	log                *slog.Logger
 
@@ -224,6 +229,7 @@ func New(cfg Config) (*Client, error) {
 		c.ownRedis = true
 	}
 	c.pipe = newPipeline(c.rdb)
+	c.checks = newCheckBatcher(c.rdb)
 	return c, nil
 }
 
@@ -254,8 +260,8 @@ func isNilRedis(r redis.UniversalClient) bool {
 	return false
 }
 
-// Close releases what New opened: the pipeline that coalesces
-// IsTokenValid's GETs and the logins' token script, the idle connections
+// Close releases what New opened: the batcher that coalesces
+// IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
 // of the default HTTP client, the statements New prepared on Config.DB
 // and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and drops the
@@ -267,6 +273,7 @@ func isNilRedis(r redis.UniversalClient) bool {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.checks.close()
 		err := c.pipe.close()
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()

@@ -587,12 +587,75 @@ func TestIsTokenValid(t *testing.T) {
 			{strings.Repeat("x", 1<<20) + "|" + e.cfg.Sku + "|" + sess, false},
 			{"\x00\xff|" + e.cfg.Sku + "|" + sess, false},
 		}
-		for i, tt := range tests {
-			if got := e.valid(t, tt.token); got != tt.want {
-				t.Errorf("case %d: IsTokenValid = %v, want %v", i, got, tt.want)
+		// A lone check with a ctx that cannot end is a plain GET; with one
+		// that can, it goes through the batcher (an MGET, or a pipeline on
+		// a Cluster).
+		cancelable, cancel := context.WithCancel(bg)
+		defer cancel()
+		for _, ctx := range []context.Context{bg, cancelable} {
+			for i, tt := range tests {
+				if got, err := e.c.IsTokenValid(ctx, tt.token); got != tt.want || err != nil {
+					t.Errorf("case %d: IsTokenValid = %v, %v; want %v, nil", i, got, err, tt.want)
+				}
+			}
+		}
+
+		// Something else than a string at the key (not written by
+		// mpauthx) is no token, on either path.
+		key := e.key(userID)
+		if err := e.rdb.Del(bg, key).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.rdb.HSet(bg, key, "session", sess).Err(); err != nil {
+			t.Fatal(err)
+		}
+		defer e.rdb.Del(bg, key)
+		for _, ctx := range []context.Context{bg, cancelable} {
+			if got, err := e.c.IsTokenValid(ctx, token); got || err != nil {
+				t.Errorf("IsTokenValid with a hash at the key = %v, %v; want false, nil", got, err)
 			}
 		}
 	})
+}
+
+// TestIsTokenValidConcurrent checks many concurrent checks, live and not,
+// on every kind of Redis: each gets its own right answer from the batches
+// they share.
+func TestIsTokenValidConcurrent(t *testing.T) {
+	run := func(t *testing.T, e *env) {
+		var live, dead []string
+		for i := range 6 {
+			tok := e.login(t, e.user(fmt.Sprint("con", i)))
+			if i%2 == 0 {
+				live = append(live, tok)
+				continue
+			}
+			if err := e.c.RevokeToken(bg, tok); err != nil {
+				t.Fatal(err)
+			}
+			dead = append(dead, tok)
+		}
+		ctx, cancel := context.WithCancel(bg)
+		defer cancel()
+		var wg sync.WaitGroup
+		for g := range 64 {
+			wg.Go(func() {
+				for i := range 20 {
+					tok, want := live[(g+i)%len(live)], true
+					if (g+i)%3 == 0 {
+						tok, want = dead[(g+i)%len(dead)], false
+					}
+					if ok, err := e.c.IsTokenValid(ctx, tok); ok != want || err != nil {
+						t.Errorf("IsTokenValid = %v, %v; want %v, nil", ok, err, want)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	forEachRedis(t, nil, run)
+	t.Run("ring", func(t *testing.T) { run(t, newEnv(t, ringBackend, nil)) })
 }
 
 // TestMalformedTokensSkipRedis checks, with a Redis that cannot answer, that

@@ -4,42 +4,32 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// pipeline sends the Client's hot Redis commands, IsTokenValid's GETs and
-// the logins' issueScript, through a go-redis autopipeliner, so that
-// concurrent calls share round trips. The autopipeliner is private to one
-// Client: go-redis caches one instance per client whose configuration the
-// first caller fixes and whose Close stops it for everyone, so the
-// pipeline builds its own on a clone of the caller's client and never
-// touches the caller's instance. A nil *pipeline (another client type)
-// sends plain commands.
+// pipeline sends the logins' issueScript through a go-redis
+// autopipeliner, so that concurrent logins share round trips. The
+// autopipeliner is private to one Client: go-redis caches one instance
+// per client whose configuration the first caller fixes and whose Close
+// stops it for everyone, so the pipeline builds its own on a clone of the
+// caller's client and never touches the caller's instance. A nil
+// *pipeline (another client type) sends plain commands. (IsTokenValid's
+// reads go through checkBatcher instead, which measured faster.)
 //
 // A batch is retried whole when its connection drops, so only commands
-// that may run twice go through it. GET may. issueScript may: it is
-// get-or-set, so a second run returns the session the first one stored
-// (or stores a new one if that session was revoked in between, which the
-// caller never saw). RefreshToken's SET and RevokeToken's script stay on
-// the plain client: a replayed refresh could overwrite a later one.
-//
-// A GET with no other in flight and a ctx that can never end (its Done is
-// nil, as for context.Background) skips the autopipeliner and runs on the
-// caller's goroutine, as a plain go-redis call: handing it to the
-// autopipeliner's goroutines would only add their wake-ups to its round
-// trip. A ctx that can end always goes through the autopipeliner, whose
-// wait can be abandoned when ctx ends (a plain go-redis call cannot be
-// interrupted by a cancellation).
+// that may run twice go through it. issueScript may: it is get-or-set, so
+// a second run returns the session the first one stored (or stores a new
+// one if that session was revoked in between, which the caller never
+// saw). RefreshToken's SET and RevokeToken's script stay on the plain
+// client: a replayed refresh could overwrite a later one.
 type pipeline struct {
-	ap       *redis.AutoPipeliner
-	owned    io.Closer    // a client created for ap, closed after it; nil if none
-	inFlight atomic.Int64 // GETs sent by get and not yet answered
+	ap    *redis.AutoPipeliner
+	owned io.Closer // a client created for ap, closed after it; nil if none
 }
 
 // pipelineOptions tunes the autopipeliner: two batches of up to 32
-// commands in flight at once, so that with 64 goroutines one batch's
+// commands in flight at once, so that with 64 callers one batch's
 // callers prepare the next while the other is on the wire. Nothing sent
 // through it needs ordering, hence Unordered. On a 2-core machine this
 // measured ahead of go-redis's default (one ordered batch of up to 200),
@@ -93,28 +83,6 @@ func (p *pipeline) submit(ctx context.Context, cmd redis.Cmder) error {
 		return err
 	}
 	return p.ap.Submit(ctx, cmd).WaitContext(ctx)
-}
-
-// get returns the value at key, or an error wrapping redis.Nil when there
-// is none. A nil p sends a plain GET on rdb, abandoned when ctx ends.
-func (p *pipeline) get(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
-	if p == nil {
-		var v string
-		err := await(ctx, func() (err error) {
-			v, err = rdb.Get(ctx, key).Result()
-			return err
-		})
-		return v, err
-	}
-	defer p.inFlight.Add(-1)
-	if p.inFlight.Add(1) == 1 && ctx.Done() == nil { // a ctx that cannot end: no ctx.Err to check
-		return rdb.Get(ctx, key).Result()
-	}
-	cmd := redis.NewStringCmd(ctx, "get", key)
-	if err := p.submit(ctx, cmd); err != nil {
-		return "", err
-	}
-	return cmd.Val(), nil
 }
 
 // issue runs issueScript on key with session and ttlMillis, and returns

@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // A token is "<userID>|<sku>|<session>". The session is crypto/rand.Text():
@@ -176,10 +174,10 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 // Redis cannot answer (code StatusDatabaseError, wrapping ctx.Err() when
 // ctx ended first) or the Client is closed (wrapping ErrClosed).
 //
-// Concurrent calls share Redis round trips: their GETs are coalesced into
-// pipelines by go-redis's automatic pipelining, and each call still
-// returns as soon as its own ctx ends. A lone call whose ctx can never end
-// (context.Background) is sent directly, as a plain GET.
+// Concurrent calls share Redis round trips: their reads are coalesced
+// into one MGET per batch (a pipeline of GETs on a Cluster or Ring), and
+// each call still returns as soon as its own ctx ends. A lone call whose
+// ctx can never end (context.Background) is sent directly, as a plain GET.
 func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
@@ -188,16 +186,13 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	cur, err := c.pipe.get(ctx, c.rdb, c.sessionKey(userID))
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
+	cur, found, err := c.checks.get(ctx, c.sessionKey(userID))
 	if err != nil {
 		err = c.storageError(ctx, "checking the token failed", err)
 		c.logFailure(ctx, err)
 		return false, err
 	}
-	return subtle.ConstantTimeCompare([]byte(cur), []byte(s)) == 1, nil
+	return found && subtle.ConstantTimeCompare([]byte(cur), []byte(s)) == 1, nil
 }
 
 // RevokeToken ends token at once. Revoking a token that is already gone,

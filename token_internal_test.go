@@ -285,7 +285,7 @@ func TestStorageErrorAfterClose(t *testing.T) {
 		t.Fatalf("open client: storageError(redis.ErrClosed) = %v, want 6000", err)
 	}
 	c.closed.Store(true)
-	for _, cause := range []error{fmt.Errorf("get: %w", redis.ErrClosed), errStoreClosed, errors.New("sql: statement is closed")} {
+	for _, cause := range []error{fmt.Errorf("get: %w", redis.ErrClosed), errStoreClosed, errBatcherClosed, errors.New("sql: statement is closed")} {
 		err := c.storageError(context.Background(), "checking the token failed", cause)
 		if err.Code != StatusUnknownError || !errors.Is(err, ErrClosed) {
 			t.Errorf("closed client: storageError(%v) = %v, want 9999 wrapping ErrClosed", cause, err)

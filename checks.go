@@ -1,0 +1,241 @@
+package mpauthx
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// checkBatchFull and checkBatchesInFlight shape the batches of
+// IsTokenValid's reads (see checkBatcher): a second batch leaves while the
+// first is on the wire only once it holds checkBatchFull reads. With 64
+// goroutines checking, this settles into two batches of about 32 taking
+// turns, so that one batch's callers prepare their next check while Redis
+// answers the other. See BenchmarkIsTokenValid and README, Performance.
+const (
+	checkBatchFull       = 32
+	checkBatchesInFlight = 2
+	checkBatchMax        = 512 // keys in one MGET or pipeline at most
+)
+
+// errBatcherClosed fails a read queued after the batcher's close.
+var errBatcherClosed = errors.New("mpauthx: the token checker is closed")
+
+// checkBatcher coalesces the Redis reads of concurrent IsTokenValid calls:
+// one MGET per batch on a *redis.Client, one pipeline of GETs on a
+// ClusterClient or a Ring (whose keys live on several nodes), so that many
+// checks share one round trip and, with MGET, one command. A batch leaves
+// at once when none is in flight, so a lone check waits for no other; when
+// one is, the next leaves as soon as it is full (checkBatchFull) or the
+// one in flight returns, at most checkBatchesInFlight at a time. The
+// worker that brings a batch back sends the next one itself, without a
+// hand-off.
+//
+// The batches run on the batcher's workers, on a context of their own, so
+// that a caller can stop waiting when its ctx ends (its read still runs,
+// and its answer is dropped). The client's ReadTimeout and WriteTimeout
+// bound them. Reads may run twice: go-redis retries a batch whose
+// connection dropped.
+type checkBatcher struct {
+	fetch   func(ctx context.Context, keys []string, out []checkResult)
+	plain   redis.UniversalClient // for lone reads whose ctx cannot end
+	waiting atomic.Int64          // reads asked for and not yet answered
+
+	mu       sync.Mutex
+	queue    []*checkReq
+	inFlight int  // batches sent and not yet answered
+	closed   bool // close was called: no new reads
+	work     chan []*checkReq
+	workers  sync.WaitGroup
+}
+
+// checkReq is one queued read; done receives its answer once.
+type checkReq struct {
+	key  string
+	res  checkResult
+	done chan struct{} // buffered: a worker never waits for a caller
+}
+
+// checkResult is the value at a key: found is false when there is none.
+type checkResult struct {
+	val   string
+	found bool
+	err   error
+}
+
+// checkReqs recycles the requests of the callers that waited for their
+// answers; a request whose caller gave up is left to the garbage
+// collector, since a worker may still write to it.
+var checkReqs = sync.Pool{New: func() any { return &checkReq{done: make(chan struct{}, 1)} }}
+
+// newCheckBatcher returns a batcher reading through rdb and starts its
+// workers; close stops them.
+func newCheckBatcher(rdb redis.UniversalClient) *checkBatcher {
+	b := &checkBatcher{plain: rdb, work: make(chan []*checkReq, checkBatchesInFlight)}
+	if c, ok := rdb.(*redis.Client); ok {
+		b.fetch = func(ctx context.Context, keys []string, out []checkResult) { mget(ctx, c, keys, out) }
+	} else {
+		b.fetch = func(ctx context.Context, keys []string, out []checkResult) { pipelinedGets(ctx, rdb, keys, out) }
+	}
+	b.workers.Add(checkBatchesInFlight)
+	for range checkBatchesInFlight {
+		go b.worker()
+	}
+	return b
+}
+
+// get returns the value at key, found false when there is none. It
+// returns ctx.Err() as soon as ctx ends, even while the read is queued or
+// on the wire. A lone read whose ctx can never end (its Done is nil, as
+// for context.Background) is a plain GET on the caller's goroutine:
+// handing it to a worker would only add two wake-ups to its round trip.
+func (b *checkBatcher) get(ctx context.Context, key string) (val string, found bool, err error) {
+	defer b.waiting.Add(-1)
+	if b.waiting.Add(1) == 1 && ctx.Done() == nil {
+		res := readResult(b.plain.Get(ctx, key).Result())
+		return res.val, res.found, res.err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", false, err
+	}
+	r := checkReqs.Get().(*checkReq)
+	r.key = key
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		checkReqs.Put(r)
+		return "", false, errBatcherClosed
+	}
+	b.queue = append(b.queue, r)
+	batch := b.takeLocked()
+	b.mu.Unlock()
+	if batch != nil {
+		b.work <- batch // never blocks: takeLocked counted it in inFlight
+	}
+	select {
+	case <-r.done:
+		res := r.res
+		r.res = checkResult{}
+		checkReqs.Put(r)
+		return res.val, res.found, res.err
+	case <-ctx.Done():
+		return "", false, ctx.Err()
+	}
+}
+
+// takeLocked returns the next batch to send, or nil when it should wait:
+// the queue is empty, checkBatchesInFlight are in flight, or one is and
+// the queue is not full yet. b.mu is held.
+func (b *checkBatcher) takeLocked() []*checkReq {
+	n := len(b.queue)
+	if n == 0 || b.inFlight >= checkBatchesInFlight || (b.inFlight > 0 && n < checkBatchFull) {
+		return nil
+	}
+	n = min(n, checkBatchMax)
+	batch := make([]*checkReq, n)
+	copy(batch, b.queue)
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	b.inFlight++
+	return batch
+}
+
+// worker sends the batches it is given, and the ones that are ready when
+// each comes back, until close.
+func (b *checkBatcher) worker() {
+	defer b.workers.Done()
+	ctx := context.Background()
+	var keys []string
+	var out []checkResult
+	for batch := range b.work {
+		for batch != nil {
+			keys = keys[:0]
+			for _, r := range batch {
+				keys = append(keys, r.key)
+			}
+			if cap(out) < len(batch) {
+				out = make([]checkResult, len(batch))
+			}
+			out = out[:len(batch)]
+			b.fetch(ctx, keys, out)
+			b.mu.Lock()
+			b.inFlight--
+			next := b.takeLocked()
+			if b.closed && b.inFlight == 0 && next == nil {
+				close(b.work) // the queue is empty and no call can add to it
+			}
+			b.mu.Unlock()
+			for i, r := range batch {
+				r.res = out[i]
+				r.done <- struct{}{} // r is the caller's (or garbage) from here on
+			}
+			batch = next
+		}
+	}
+}
+
+// close lets the batches queued and in flight finish, fails the reads
+// asked for afterwards, and stops the workers. A nil b does nothing.
+func (b *checkBatcher) close() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		if b.inFlight == 0 { // then the queue is empty too
+			close(b.work)
+		}
+	}
+	b.mu.Unlock()
+	b.workers.Wait()
+}
+
+// mget reads keys with one MGET. A key holding something other than a
+// string reads as absent, as MGET answers.
+func mget(ctx context.Context, c *redis.Client, keys []string, out []checkResult) {
+	vals, err := c.MGet(ctx, keys...).Result()
+	if err == nil && len(vals) != len(keys) {
+		err = errors.New("mpauthx: MGET answered the wrong number of values")
+	}
+	for i := range out {
+		if err != nil {
+			out[i] = checkResult{err: err}
+			continue
+		}
+		s, ok := vals[i].(string)
+		out[i] = checkResult{val: s, found: ok}
+	}
+}
+
+// pipelinedGets reads keys with a pipeline of GETs, which go-redis splits
+// by node on a ClusterClient or a Ring.
+func pipelinedGets(ctx context.Context, rdb redis.UniversalClient, keys []string, out []checkResult) {
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each command keeps its own error
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	for i, cmd := range cmds {
+		out[i] = readResult(cmd.Result())
+	}
+}
+
+// readResult turns a GET's answer into a checkResult. A key that holds
+// something other than a string reads as absent, as it does in an MGET.
+func readResult(val string, err error) checkResult {
+	switch {
+	case err == nil:
+		return checkResult{val: val, found: true}
+	case errors.Is(err, redis.Nil), redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return checkResult{}
+	default:
+		return checkResult{err: err}
+	}
+}

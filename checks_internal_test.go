@@ -1,0 +1,393 @@
+package mpauthx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// fakeFetch stands in for Redis behind a checkBatcher: each batch it is
+// given shows up on batches and waits for release. A key answers
+// "v:"+key, a key starting with "absent" is absent, and a batch holding
+// "fail" fails as a whole.
+type fakeFetch struct {
+	batches chan fetched
+}
+
+// fetched is one batch: its keys, and release to let it answer.
+type fetched struct {
+	keys    []string
+	release chan struct{}
+}
+
+func newFakeBatcher(t *testing.T) (*checkBatcher, *fakeFetch) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	f := &fakeFetch{batches: make(chan fetched, 16)}
+	b := newCheckBatcher(rdb)
+	b.fetch = f.fetch // before any get: the workers read it after a channel receive
+	t.Cleanup(b.close)
+	return b, f
+}
+
+func (f *fakeFetch) fetch(_ context.Context, keys []string, out []checkResult) {
+	b := fetched{keys: append([]string(nil), keys...), release: make(chan struct{})}
+	f.batches <- b
+	<-b.release
+	for _, k := range keys {
+		if k == "fail" {
+			for i := range out {
+				out[i] = checkResult{err: errors.New("batch failed")}
+			}
+			return
+		}
+	}
+	for i, k := range keys {
+		if strings.HasPrefix(k, "absent") {
+			out[i] = checkResult{}
+		} else {
+			out[i] = checkResult{val: "v:" + k, found: true}
+		}
+	}
+}
+
+// next returns the next batch sent to Redis.
+func (f *fakeFetch) next(t *testing.T) fetched {
+	t.Helper()
+	select {
+	case b := <-f.batches:
+		return b
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch was sent")
+		return fetched{}
+	}
+}
+
+// none fails if a batch was sent.
+func (f *fakeFetch) none(t *testing.T) {
+	t.Helper()
+	select {
+	case b := <-f.batches:
+		t.Fatalf("a batch of %d was sent: %q", len(b.keys), b.keys)
+	default:
+	}
+}
+
+// state returns the batcher's queue length and batches in flight.
+func (b *checkBatcher) state() (queued, inFlight int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue), b.inFlight
+}
+
+// waitQueued waits until n reads are queued.
+func waitQueued(t *testing.T, b *checkBatcher, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if q, _ := b.state(); q == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			q, f := b.state()
+			t.Fatalf("%d queued, %d in flight; want %d queued", q, f, n)
+		}
+	}
+}
+
+// answer is what one get returned.
+type answer struct {
+	key   string
+	val   string
+	found bool
+	err   error
+}
+
+// goGet starts a get of each key with ctx and sends its answer to out.
+func goGet(ctx context.Context, b *checkBatcher, out chan<- answer, keys ...string) {
+	for _, k := range keys {
+		go func() {
+			v, found, err := b.get(ctx, k)
+			out <- answer{k, v, found, err}
+		}()
+	}
+}
+
+// collect receives n answers and checks each against fakeFetch's rules.
+func collect(t *testing.T, out <-chan answer, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case a := <-out:
+			wantFound := !strings.HasPrefix(a.key, "absent")
+			want := ""
+			if wantFound {
+				want = "v:" + a.key
+			}
+			if a.err != nil || a.found != wantFound || a.val != want {
+				t.Errorf("get(%q) = %q, %v, %v; want %q, %v, nil", a.key, a.val, a.found, a.err, want, wantFound)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a get did not return")
+		}
+	}
+}
+
+func keys(prefix string, from, to int) []string {
+	var ks []string
+	for i := from; i < to; i++ {
+		ks = append(ks, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return ks
+}
+
+// TestCheckBatcherBatches walks the batching rule: a read leaves at once
+// when nothing is in flight; with one batch in flight the next leaves
+// when it is full; with two in flight nothing leaves; a worker that
+// brings a batch back sends what is queued.
+func TestCheckBatcherBatches(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background()) // a ctx that can end: no plain GET
+	defer cancel()
+	out := make(chan answer, 256)
+
+	goGet(ctx, b, out, "k0")
+	first := f.next(t)
+	if len(first.keys) != 1 || first.keys[0] != "k0" {
+		t.Fatalf("first batch %q; want [k0], sent at once", first.keys)
+	}
+
+	goGet(ctx, b, out, keys("k", 1, checkBatchFull)...)
+	waitQueued(t, b, checkBatchFull-1)
+	f.none(t) // one in flight and the queue not full: wait
+
+	goGet(ctx, b, out, "absent-full")
+	second := f.next(t)
+	if len(second.keys) != checkBatchFull {
+		t.Fatalf("second batch of %d; want %d, sent when full", len(second.keys), checkBatchFull)
+	}
+
+	goGet(ctx, b, out, keys("absent", 0, 40)...)
+	waitQueued(t, b, 40)
+	f.none(t) // two in flight: wait, however long the queue
+
+	close(first.release)
+	third := f.next(t) // the worker back from the first sends the queue
+	if len(third.keys) != 40 {
+		t.Fatalf("third batch of %d; want the 40 queued", len(third.keys))
+	}
+	collect(t, out, 1)
+
+	close(second.release)
+	collect(t, out, checkBatchFull)
+	close(third.release)
+	collect(t, out, 40)
+	if q, n := b.state(); q != 0 || n != 0 {
+		t.Errorf("%d queued, %d in flight after all answers; want 0, 0", q, n)
+	}
+}
+
+// TestCheckBatcherLeftoverLeavesWhenIdle checks that a queue shorter than a
+// full batch waits for the batch in flight, then leaves as soon as it is
+// back, whatever its size.
+func TestCheckBatcherLeftoverLeavesWhenIdle(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan answer, 16)
+	goGet(ctx, b, out, "a")
+	first := f.next(t)
+	goGet(ctx, b, out, "b", "c", "absent")
+	waitQueued(t, b, 3)
+	f.none(t)
+	close(first.release)
+	second := f.next(t)
+	if len(second.keys) != 3 {
+		t.Fatalf("batch of %d after the first came back; want the 3 queued", len(second.keys))
+	}
+	close(second.release)
+	collect(t, out, 4)
+}
+
+// TestCheckBatcherErrorGoesToItsBatch checks that a failed batch fails
+// each of its callers and no other.
+func TestCheckBatcherErrorGoesToItsBatch(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan answer, 64)
+	goGet(ctx, b, out, "ok")
+	first := f.next(t)
+	goGet(ctx, b, out, append(keys("x", 0, checkBatchFull-1), "fail")...)
+	second := f.next(t)
+	close(second.release)
+	for range checkBatchFull {
+		a := <-out
+		if a.err == nil || a.err.Error() != "batch failed" || a.found {
+			t.Errorf("get(%q) in the failed batch = %q, %v, %v; want its error", a.key, a.val, a.found, a.err)
+		}
+	}
+	close(first.release)
+	collect(t, out, 1)
+}
+
+// TestCheckBatcherCallerLeavesWhenCtxEnds checks that a caller returns
+// ctx's error as soon as its ctx ends, while its read is on the wire, and
+// that the others in its batch still get their answers.
+func TestCheckBatcherCallerLeavesWhenCtxEnds(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	short, stop := context.WithCancel(context.Background())
+	out := make(chan answer, 4)
+	left := make(chan answer, 1)
+	goGet(ctx, b, out, "first")
+	first := f.next(t)
+	goGet(short, b, left, "leaver")
+	goGet(ctx, b, out, "stayer")
+	waitQueued(t, b, 2)
+	close(first.release)
+	second := f.next(t)
+	stop()
+	select {
+	case a := <-left:
+		if !errors.Is(a.err, context.Canceled) || a.found {
+			t.Errorf("get with an ended ctx = %q, %v, %v; want context.Canceled", a.val, a.found, a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a get whose ctx ended did not return")
+	}
+	close(second.release)
+	collect(t, out, 2)
+
+	// A ctx that ended before the call: no read at all.
+	if _, _, err := b.get(short, "late"); !errors.Is(err, context.Canceled) {
+		t.Errorf("get with a ctx ended beforehand: %v; want context.Canceled", err)
+	}
+	f.none(t)
+}
+
+// TestCheckBatcherClose checks that close lets queued and in-flight reads
+// finish, refuses new ones, stops the workers and can be called again.
+func TestCheckBatcherClose(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan answer, 8)
+	goGet(ctx, b, out, "a")
+	first := f.next(t)
+	goGet(ctx, b, out, "b", "c")
+	waitQueued(t, b, 2)
+
+	closed := make(chan struct{})
+	go func() { b.close(); close(closed) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		c := b.closed
+		b.mu.Unlock()
+		if c {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("close did not mark the batcher closed")
+		}
+	}
+	if _, _, err := b.get(ctx, "after"); !errors.Is(err, errBatcherClosed) {
+		t.Errorf("get after close: %v; want errBatcherClosed", err)
+	}
+	select {
+	case <-closed:
+		t.Fatal("close returned with a batch in flight")
+	default:
+	}
+	close(first.release)
+	second := f.next(t) // the queued reads still go
+	close(second.release)
+	collect(t, out, 3)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return once the batches were back")
+	}
+	b.close() // again: returns at once
+	var nilBatcher *checkBatcher
+	nilBatcher.close()
+}
+
+// TestCheckBatcherManyCallers runs many concurrent gets on miniredis and
+// checks every answer, and that they shared round trips.
+func TestCheckBatcherManyCallers(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	var mu sync.Mutex
+	mgets, reads := 0, 0
+	rdb.AddHook(countHook(func(cmd redis.Cmder) {
+		if cmd.Name() == "mget" {
+			mu.Lock()
+			mgets++
+			reads += len(cmd.Args()) - 1
+			mu.Unlock()
+		}
+	}))
+	const goroutines, each = 64, 50
+	for i := range goroutines {
+		if i%3 != 0 {
+			mr.Set(fmt.Sprint("k", i), fmt.Sprint("v", i))
+		}
+	}
+	mr.HSet("k3", "field", "a hash, not a string") // reads as absent, like a missing key
+	b := newCheckBatcher(rdb)
+	defer b.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for range each {
+				v, found, err := b.get(ctx, fmt.Sprint("k", g))
+				if wantFound := g%3 != 0; err != nil || found != wantFound || (found && v != fmt.Sprint("v", g)) {
+					t.Errorf("get(k%d) = %q, %v, %v; want found %v", g, v, found, err, wantFound)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if reads != goroutines*each {
+		t.Errorf("%d keys read by MGET; want %d", reads, goroutines*each)
+	}
+	if mgets*2 > reads {
+		t.Errorf("%d MGETs for %d reads; want fewer than half as many", mgets, reads)
+	}
+	t.Logf("%d reads in %d MGETs", reads, mgets)
+}
+
+// countHook calls f for each command the client processes.
+type countHook func(redis.Cmder)
+
+func (h countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
