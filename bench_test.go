@@ -11,7 +11,7 @@ package mpauthx_test
 // goroutines and, for the logins, the fake WeChat server answering
 // code2session.
 //
-// This file also holds the tests of the Client's pipelined commands: that
+// This file also holds the tests of the Client's batched commands: that
 // every caller gets its own answer, error and cancellation, and that the
 // Client keeps its autopipeliner to itself.
 
@@ -196,7 +196,7 @@ func BenchmarkIsTokenValid(b *testing.B) {
 		})
 		// A lone check, with a ctx that cannot end (sent on the caller's
 		// goroutine) and with one that can, like a request's (sent
-		// through the autopipeliner, so that the wait can be abandoned).
+		// through the batcher, so that the wait can be abandoned).
 		lone := func(ctx context.Context) func(b *testing.B) {
 			return func(b *testing.B) {
 				b.ReportAllocs()
@@ -257,9 +257,9 @@ func BenchmarkBaseline(b *testing.B) {
 			reportRate(b, "GETs/s")
 		})
 		// The same GETs through a go-redis autopipeliner: with the options
-		// IsTokenValid's pipeline uses (32x2-unordered), the floor of
-		// IsTokenValid's cost, whose difference from it is mpauthx's own
-		// work per check; with the others, why those options.
+		// the logins' pipeline uses (32x2-unordered), and others. They are
+		// what IsTokenValid's own batcher was measured against, and why
+		// the logins use those options.
 		for _, o := range []struct {
 			name string
 			opt  redis.AutoPipelineOptions
@@ -440,8 +440,8 @@ func stalledRedis(t *testing.T) string {
 
 // TestIsTokenValidReturnsWhenCtxEnds checks that a check queued behind a
 // Redis that does not answer returns when its own ctx ends, with its own
-// ctx's error, although go-redis's autopipeliner runs the GET on a context
-// of its own.
+// ctx's error, although the batcher runs the read on a context of its
+// own.
 func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
 	addr := stalledRedis(t)
 	// Redis's timeouts are 1 s: returning well before shows that the calls
@@ -450,13 +450,13 @@ func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
 		name string
 		open func() redis.UniversalClient
 	}{
-		{"client (autopipelined)", func() redis.UniversalClient {
+		{"client (MGET batches)", func() redis.UniversalClient {
 			return redis.NewClient(&redis.Options{
 				Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 				MaxRetries: -1, Protocol: 2, DisableIdentity: true,
 			})
 		}},
-		{"ring (plain GETs)", func() redis.UniversalClient {
+		{"ring (pipelined GETs)", func() redis.UniversalClient {
 			return redis.NewRing(&redis.RingOptions{
 				Addrs: map[string]string{"a": addr}, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 				MaxRetries: -1, Protocol: 2, DisableIdentity: true, HeartbeatFrequency: time.Hour,
