@@ -3,6 +3,7 @@ package mpauthx
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -18,11 +19,18 @@ import (
 const (
 	checkBatchFull       = 32
 	checkBatchesInFlight = 2
-	checkBatchMax        = 512 // keys in one MGET or pipeline at most
+	checkBatchMax        = 512     // keys in one MGET or pipeline at most
+	checkQueueMax        = 1 << 16 // reads waiting for a batch at most
 )
 
-// errBatcherClosed fails a read queued after the batcher's close.
-var errBatcherClosed = errors.New("mpauthx: the token checker is closed")
+var (
+	// errBatcherClosed fails a read asked for after the batcher's close.
+	errBatcherClosed = errors.New("mpauthx: the token checker is closed")
+	// errCheckQueueFull fails a read that finds checkQueueMax others
+	// waiting: Redis is far behind, and queueing more would only hold
+	// memory and send reads whose callers have long gone.
+	errCheckQueueFull = errors.New("mpauthx: too many token checks waiting for Redis")
+)
 
 // checkBatcher coalesces the Redis reads of concurrent IsTokenValid calls:
 // one MGET per batch on a *redis.Client, one pipeline of GETs on a
@@ -38,11 +46,14 @@ var errBatcherClosed = errors.New("mpauthx: the token checker is closed")
 // that a caller can stop waiting when its ctx ends (its read still runs,
 // and its answer is dropped). The client's ReadTimeout and WriteTimeout
 // bound them. Reads may run twice: go-redis retries a batch whose
-// connection dropped.
+// connection dropped. The reads of callers who left before their batch
+// was sent are not sent, and at most maxQueued reads wait (Redis being
+// slow or down): more fail at once.
 type checkBatcher struct {
-	fetch   func(ctx context.Context, keys []string, out []checkResult)
-	plain   redis.UniversalClient // for lone reads whose ctx cannot end
-	waiting atomic.Int64          // reads asked for and not yet answered
+	fetch     func(ctx context.Context, keys []string, out []checkResult)
+	plain     redis.UniversalClient // for lone reads whose ctx cannot end
+	waiting   atomic.Int64          // reads asked for and not yet answered
+	maxQueued int                   // checkQueueMax; tests lower it
 
 	mu       sync.Mutex
 	queue    []*checkReq
@@ -57,6 +68,7 @@ type checkReq struct {
 	key  string
 	res  checkResult
 	done chan struct{} // buffered: a worker never waits for a caller
+	left atomic.Bool   // the caller stopped waiting: no need to send it
 }
 
 // checkResult is the value at a key: found is false when there is none.
@@ -74,7 +86,7 @@ var checkReqs = sync.Pool{New: func() any { return &checkReq{done: make(chan str
 // newCheckBatcher returns a batcher reading through rdb and starts its
 // workers; close stops them.
 func newCheckBatcher(rdb redis.UniversalClient) *checkBatcher {
-	b := &checkBatcher{plain: rdb, work: make(chan []*checkReq, checkBatchesInFlight)}
+	b := &checkBatcher{plain: rdb, maxQueued: checkQueueMax, work: make(chan []*checkReq, checkBatchesInFlight)}
 	if c, ok := rdb.(*redis.Client); ok {
 		b.fetch = func(ctx context.Context, keys []string, out []checkResult) { mget(ctx, c, keys, out) }
 	} else {
@@ -104,10 +116,14 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 	r := checkReqs.Get().(*checkReq)
 	r.key = key
 	b.mu.Lock()
-	if b.closed {
+	if b.closed || len(b.queue) >= b.maxQueued {
+		err := errBatcherClosed
+		if !b.closed {
+			err = errCheckQueueFull
+		}
 		b.mu.Unlock()
 		checkReqs.Put(r)
-		return "", false, errBatcherClosed
+		return "", false, err
 	}
 	b.queue = append(b.queue, r)
 	batch := b.takeLocked()
@@ -122,6 +138,7 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 		checkReqs.Put(r)
 		return res.val, res.found, res.err
 	case <-ctx.Done():
+		r.left.Store(true)
 		return "", false, ctx.Err()
 	}
 }
@@ -153,6 +170,7 @@ func (b *checkBatcher) worker() {
 	var out []checkResult
 	for batch := range b.work {
 		for batch != nil {
+			batch = slices.DeleteFunc(batch, func(r *checkReq) bool { return r.left.Load() })
 			keys = keys[:0]
 			for _, r := range batch {
 				keys = append(keys, r.key)
@@ -161,7 +179,9 @@ func (b *checkBatcher) worker() {
 				out = make([]checkResult, len(batch))
 			}
 			out = out[:len(batch)]
-			b.fetch(ctx, keys, out)
+			if len(batch) > 0 {
+				b.fetch(ctx, keys, out)
+			}
 			b.mu.Lock()
 			b.inFlight--
 			next := b.takeLocked()

@@ -19,6 +19,7 @@ import (
 // "fail" fails as a whole.
 type fakeFetch struct {
 	batches chan fetched
+	quit    chan struct{} // closed at the test's end: every batch answers
 }
 
 // fetched is one batch: its keys, and release to let it answer.
@@ -32,17 +33,25 @@ func newFakeBatcher(t *testing.T) (*checkBatcher, *fakeFetch) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	f := &fakeFetch{batches: make(chan fetched, 16)}
+	f := &fakeFetch{batches: make(chan fetched, 16), quit: make(chan struct{})}
 	b := newCheckBatcher(rdb)
 	b.fetch = f.fetch // before any get: the workers read it after a channel receive
 	t.Cleanup(b.close)
+	t.Cleanup(func() { close(f.quit) }) // first: a failed test leaves no batch hanging
 	return b, f
 }
 
 func (f *fakeFetch) fetch(_ context.Context, keys []string, out []checkResult) {
 	b := fetched{keys: append([]string(nil), keys...), release: make(chan struct{})}
-	f.batches <- b
-	<-b.release
+	select {
+	case f.batches <- b:
+	case <-f.quit:
+		return
+	}
+	select {
+	case <-b.release:
+	case <-f.quit:
+	}
 	for _, k := range keys {
 		if k == "fail" {
 			for i := range out {
@@ -273,6 +282,72 @@ func TestCheckBatcherCallerLeavesWhenCtxEnds(t *testing.T) {
 		t.Errorf("get with a ctx ended beforehand: %v; want context.Canceled", err)
 	}
 	f.none(t)
+}
+
+// TestCheckBatcherSkipsLeftReads checks that the reads of callers who
+// left before their batch was sent are not sent: a batch of them only
+// costs the worker a turn.
+func TestCheckBatcherSkipsLeftReads(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan answer, 8)
+	goGet(ctx, b, out, "first")
+	first := f.next(t)
+
+	short, stop := context.WithCancel(context.Background())
+	left := make(chan answer, 3)
+	goGet(short, b, left, "gone1", "gone2", "gone3")
+	waitQueued(t, b, 3)
+	stop()
+	for range 3 {
+		if a := <-left; !errors.Is(a.err, context.Canceled) {
+			t.Fatalf("get(%q) = %v; want context.Canceled", a.key, a.err)
+		}
+	}
+	close(first.release)
+	collect(t, out, 1)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if q, n := b.state(); q == 0 && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch of reads whose callers left never came back")
+		}
+	}
+	f.none(t) // none of them was sent
+
+	goGet(ctx, b, out, "next")
+	next := f.next(t)
+	if len(next.keys) != 1 || next.keys[0] != "next" {
+		t.Fatalf("batch %q; want [next]", next.keys)
+	}
+	close(next.release)
+	collect(t, out, 1)
+}
+
+// TestCheckBatcherQueueLimit checks that a read finding maxQueued others
+// waiting fails at once, and that the waiting ones are still answered.
+func TestCheckBatcherQueueLimit(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	b.maxQueued = 3
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan answer, 8)
+	goGet(ctx, b, out, "first")
+	first := f.next(t)
+	goGet(ctx, b, out, "a", "b", "c")
+	waitQueued(t, b, 3)
+	if _, _, err := b.get(ctx, "one too many"); !errors.Is(err, errCheckQueueFull) {
+		t.Fatalf("get with a full queue: %v; want errCheckQueueFull", err)
+	}
+	close(first.release)
+	second := f.next(t)
+	close(second.release)
+	collect(t, out, 4)
+	goGet(ctx, b, out, "after") // the queue has room again
+	close(f.next(t).release)
+	collect(t, out, 1)
 }
 
 // TestCheckBatcherClose checks that close lets queued and in-flight reads
