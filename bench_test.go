@@ -230,6 +230,47 @@ func BenchmarkIsTokenValid(b *testing.B) {
 // go-redis GET per call with 64 goroutines (what a straightforward port
 // does), and a lone go-redis EXISTS or GET round trip.
 func BenchmarkBaseline(b *testing.B) {
+	// The Go scheduler's share of a batched call, with no I/O at all: 64
+	// goroutines each queue a wait and park; one goroutine wakes the
+	// queued ones in turn, as a batcher's worker does when a batch comes
+	// back. Its rate bounds any coalescer's on the same cores.
+	b.Run("no-IO-park-and-wake-64-goroutines", func(b *testing.B) {
+		var mu sync.Mutex
+		var queue []chan struct{}
+		wake, stop := make(chan struct{}, 1), make(chan struct{})
+		defer close(stop)
+		go func() {
+			var batch []chan struct{}
+			for {
+				select {
+				case <-wake:
+				case <-stop:
+					return
+				}
+				mu.Lock()
+				batch, queue = queue, batch[:0]
+				mu.Unlock()
+				for _, c := range batch {
+					c <- struct{}{}
+				}
+			}
+		}()
+		waits := sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+		parallelCalls(b, func(int) error {
+			c := waits.Get().(chan struct{})
+			mu.Lock()
+			queue = append(queue, c)
+			mu.Unlock()
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+			<-c
+			waits.Put(c)
+			return nil
+		})
+		reportRate(b, "wakes/s")
+	})
 	for _, r := range benchRedises(b) {
 		ctx := context.Background()
 		keys := make([]string, benchUsers)
