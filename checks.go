@@ -54,6 +54,10 @@ type checkBatcher struct {
 	plain     redis.UniversalClient // for lone reads whose ctx cannot end
 	waiting   atomic.Int64          // reads asked for and not yet answered
 	maxQueued int                   // checkQueueMax; tests lower it
+	// reqs recycles the requests of the callers that waited for their
+	// answers; a request whose caller gave up is left to the garbage
+	// collector, since a worker may still write to it.
+	reqs sync.Pool
 
 	mu       sync.Mutex
 	queue    []*checkReq
@@ -78,15 +82,11 @@ type checkResult struct {
 	err   error
 }
 
-// checkReqs recycles the requests of the callers that waited for their
-// answers; a request whose caller gave up is left to the garbage
-// collector, since a worker may still write to it.
-var checkReqs = sync.Pool{New: func() any { return &checkReq{done: make(chan struct{}, 1)} }}
-
 // newCheckBatcher returns a batcher reading through rdb and starts its
 // workers; close stops them.
 func newCheckBatcher(rdb redis.UniversalClient) *checkBatcher {
 	b := &checkBatcher{plain: rdb, maxQueued: checkQueueMax, work: make(chan []*checkReq, checkBatchesInFlight)}
+	b.reqs.New = func() any { return &checkReq{done: make(chan struct{}, 1)} }
 	if c, ok := rdb.(*redis.Client); ok {
 		b.fetch = func(ctx context.Context, keys []string, out []checkResult) { mget(ctx, c, keys, out) }
 	} else {
@@ -113,7 +113,7 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 	if err := ctx.Err(); err != nil {
 		return "", false, err
 	}
-	r := checkReqs.Get().(*checkReq)
+	r := b.reqs.Get().(*checkReq)
 	r.key = key
 	b.mu.Lock()
 	if b.closed || len(b.queue) >= b.maxQueued {
@@ -122,7 +122,7 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 			err = errCheckQueueFull
 		}
 		b.mu.Unlock()
-		checkReqs.Put(r)
+		b.reqs.Put(r)
 		return "", false, err
 	}
 	b.queue = append(b.queue, r)
@@ -135,7 +135,7 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 	case <-r.done:
 		res := r.res
 		r.res = checkResult{}
-		checkReqs.Put(r)
+		b.reqs.Put(r)
 		return res.val, res.found, res.err
 	case <-ctx.Done():
 		r.left.Store(true)
