@@ -27,9 +27,13 @@ var (
 	// errBatcherClosed fails a read asked for after the batcher's close.
 	errBatcherClosed = errors.New("mpauthx: the token checker is closed")
 	// errCheckQueueFull fails a read that finds checkQueueMax others
-	// waiting: Redis is far behind, and queueing more would only hold
-	// memory and send reads whose callers have long gone.
+	// queued (some may be of callers who left): Redis is far behind, and
+	// queueing more would only hold memory and send reads whose callers
+	// have long gone.
 	errCheckQueueFull = errors.New("mpauthx: too many token checks waiting for Redis")
+	// errMGETCount fails a batch whose MGET answered a number of values
+	// other than the number of keys (a proxy in the way, say).
+	errMGETCount = errors.New("mpauthx: MGET answered the wrong number of values")
 )
 
 // checkBatcher coalesces the Redis reads of concurrent IsTokenValid calls:
@@ -45,14 +49,15 @@ var (
 // The batches run on the batcher's workers, on a context of their own, so
 // that a caller can stop waiting when its ctx ends (its read still runs,
 // and its answer is dropped). The client's ReadTimeout and WriteTimeout
-// bound them. Reads may run twice: go-redis retries a batch whose
-// connection dropped. The reads of callers who left before their batch
-// was sent are not sent, and at most maxQueued reads wait (Redis being
-// slow or down): more fail at once.
+// bound each attempt; go-redis may retry a batch whose connection dropped
+// or timed out, which is harmless for reads. The reads of callers who
+// left before their batch was sent are not sent, and at most maxQueued
+// reads wait (Redis being slow or down): more fail at once. A batch on a
+// Cluster or Ring waits for its slowest node.
 type checkBatcher struct {
 	fetch     func(ctx context.Context, keys []string, out []checkResult)
 	plain     redis.UniversalClient // for lone reads whose ctx cannot end
-	waiting   atomic.Int64          // reads asked for and not yet answered
+	waiting   atomic.Int64          // callers inside get
 	maxQueued int                   // checkQueueMax; tests lower it
 	// reqs recycles the requests of the callers that waited for their
 	// answers; a request whose caller gave up is left to the garbage
@@ -104,6 +109,7 @@ func newCheckBatcher(rdb redis.UniversalClient) *checkBatcher {
 // on the wire. A lone read whose ctx can never end (its Done is nil, as
 // for context.Background) is a plain GET on the caller's goroutine:
 // handing it to a worker would only add two wake-ups to its round trip.
+// (That path does not look at close: the Client checks for Close first.)
 func (b *checkBatcher) get(ctx context.Context, key string) (val string, found bool, err error) {
 	defer b.waiting.Add(-1)
 	if b.waiting.Add(1) == 1 && ctx.Done() == nil {
@@ -184,9 +190,9 @@ func (b *checkBatcher) worker() {
 			}
 			b.mu.Lock()
 			b.inFlight--
-			next := b.takeLocked()
-			if b.closed && b.inFlight == 0 && next == nil {
-				close(b.work) // the queue is empty and no call can add to it
+			next := b.takeLocked() // nil once closed: close emptied the queue
+			if b.closed && b.inFlight == 0 {
+				close(b.work) // no call can add to it
 			}
 			b.mu.Unlock()
 			for i, r := range batch {
@@ -198,8 +204,10 @@ func (b *checkBatcher) worker() {
 	}
 }
 
-// close lets the batches queued and in flight finish, fails the reads
-// asked for afterwards, and stops the workers. A nil b does nothing.
+// close fails the reads still queued and those asked for afterwards with
+// errBatcherClosed, waits for the batches in flight (which the client's
+// ReadTimeout and WriteTimeout bound, per attempt) and stops the workers.
+// A nil b does nothing.
 func (b *checkBatcher) close() {
 	if b == nil {
 		return
@@ -207,7 +215,13 @@ func (b *checkBatcher) close() {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
-		if b.inFlight == 0 { // then the queue is empty too
+		for _, r := range b.queue {
+			r.res = checkResult{err: errBatcherClosed}
+			r.done <- struct{}{}
+		}
+		clear(b.queue)
+		b.queue = nil
+		if b.inFlight == 0 {
 			close(b.work)
 		}
 	}
@@ -220,7 +234,7 @@ func (b *checkBatcher) close() {
 func mget(ctx context.Context, c *redis.Client, keys []string, out []checkResult) {
 	vals, err := c.MGet(ctx, keys...).Result()
 	if err == nil && len(vals) != len(keys) {
-		err = errors.New("mpauthx: MGET answered the wrong number of values")
+		err = errMGETCount
 	}
 	for i := range out {
 		if err != nil {

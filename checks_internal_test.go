@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,9 @@ type fetched struct {
 	release chan struct{}
 }
 
+// newFakeBatcher returns a batcher whose batches go to a fakeFetch
+// instead of Redis (a miniredis serves only lone reads whose ctx cannot
+// end, which these tests do not make).
 func newFakeBatcher(t *testing.T) (*checkBatcher, *fakeFetch) {
 	t.Helper()
 	mr := miniredis.RunT(t)
@@ -41,6 +45,8 @@ func newFakeBatcher(t *testing.T) (*checkBatcher, *fakeFetch) {
 	return b, f
 }
 
+// fetch is the batcher's fetch: it shows the batch on f.batches, waits
+// for its release (or the test's end) and answers by fakeFetch's rules.
 func (f *fakeFetch) fetch(_ context.Context, keys []string, out []checkResult) {
 	b := fetched{keys: append([]string(nil), keys...), release: make(chan struct{})}
 	select {
@@ -150,7 +156,8 @@ func collect(t *testing.T, out <-chan answer, n int) {
 	}
 }
 
-func keys(prefix string, from, to int) []string {
+// keyRange returns prefix+i for i in [from, to).
+func keyRange(prefix string, from, to int) []string {
 	var ks []string
 	for i := from; i < to; i++ {
 		ks = append(ks, fmt.Sprintf("%s%d", prefix, i))
@@ -174,7 +181,7 @@ func TestCheckBatcherBatches(t *testing.T) {
 		t.Fatalf("first batch %q; want [k0], sent at once", first.keys)
 	}
 
-	goGet(ctx, b, out, keys("k", 1, checkBatchFull)...)
+	goGet(ctx, b, out, keyRange("k", 1, checkBatchFull)...)
 	waitQueued(t, b, checkBatchFull-1)
 	f.none(t) // one in flight and the queue not full: wait
 
@@ -184,7 +191,7 @@ func TestCheckBatcherBatches(t *testing.T) {
 		t.Fatalf("second batch of %d; want %d, sent when full", len(second.keys), checkBatchFull)
 	}
 
-	goGet(ctx, b, out, keys("absent", 0, 40)...)
+	goGet(ctx, b, out, keyRange("absent", 0, 40)...)
 	waitQueued(t, b, 40)
 	f.none(t) // two in flight: wait, however long the queue
 
@@ -235,13 +242,17 @@ func TestCheckBatcherErrorGoesToItsBatch(t *testing.T) {
 	out := make(chan answer, 64)
 	goGet(ctx, b, out, "ok")
 	first := f.next(t)
-	goGet(ctx, b, out, append(keys("x", 0, checkBatchFull-1), "fail")...)
+	goGet(ctx, b, out, append(keyRange("x", 0, checkBatchFull-1), "fail")...)
 	second := f.next(t)
 	close(second.release)
 	for range checkBatchFull {
-		a := <-out
-		if a.err == nil || a.err.Error() != "batch failed" || a.found {
-			t.Errorf("get(%q) in the failed batch = %q, %v, %v; want its error", a.key, a.val, a.found, a.err)
+		select {
+		case a := <-out:
+			if a.err == nil || a.err.Error() != "batch failed" || a.found {
+				t.Errorf("get(%q) in the failed batch = %q, %v, %v; want its error", a.key, a.val, a.found, a.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a get in the failed batch did not return")
 		}
 	}
 	close(first.release)
@@ -350,8 +361,114 @@ func TestCheckBatcherQueueLimit(t *testing.T) {
 	collect(t, out, 1)
 }
 
-// TestCheckBatcherClose checks that close lets queued and in-flight reads
-// finish, refuses new ones, stops the workers and can be called again.
+// TestCheckBatcherBatchMax checks that a batch holds at most checkBatchMax
+// reads, the rest leaving in the next one.
+func TestCheckBatcherBatchMax(t *testing.T) {
+	b, f := newFakeBatcher(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const queued = checkBatchMax + 88
+	out := make(chan answer, queued+checkBatchFull+1)
+	goGet(ctx, b, out, "first")
+	first := f.next(t)
+	goGet(ctx, b, out, keyRange("full", 0, checkBatchFull)...)
+	second := f.next(t)
+	goGet(ctx, b, out, keyRange("k", 0, queued)...)
+	waitQueued(t, b, queued)
+	close(first.release)
+	if third := f.next(t); len(third.keys) != checkBatchMax {
+		t.Fatalf("batch of %d from a queue of %d; want %d", len(third.keys), queued, checkBatchMax)
+	} else {
+		close(third.release)
+	}
+	close(second.release)
+	if fourth := f.next(t); len(fourth.keys) != queued-checkBatchMax {
+		t.Fatalf("batch of %d; want the %d left", len(fourth.keys), queued-checkBatchMax)
+	} else {
+		close(fourth.release)
+	}
+	collect(t, out, 1+checkBatchFull+queued)
+}
+
+// TestCheckBatcherStress runs many callers with random deadlines, many of
+// which give up mid-batch, on miniredis, then closes the batcher: every
+// answer that arrives is right, nothing hangs, and (under -race) the
+// recycled requests are not shared.
+func TestCheckBatcherStress(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	for i := range 50 {
+		mr.Set(fmt.Sprint("k", i), fmt.Sprint("v", i))
+	}
+	b := newCheckBatcher(rdb)
+	var wg sync.WaitGroup
+	for g := range 100 {
+		wg.Go(func() {
+			for i := range 100 {
+				k := (g + i) % 60 // keys 50..59 are absent
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.N(300))*time.Microsecond)
+				v, found, err := b.get(ctx, fmt.Sprint("k", k))
+				cancel()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
+				case err != nil:
+					t.Errorf("get: %v", err)
+				case found != (k < 50) || (found && v != fmt.Sprint("v", k)):
+					t.Errorf("get(k%d) = %q, %v", k, v, found)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { b.close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return")
+	}
+}
+
+// TestPipelinedGetsNodeDown checks that on a Ring with a shard down the
+// reads of that shard fail and the others are answered.
+func TestPipelinedGetsNodeDown(t *testing.T) {
+	up, down := miniredis.RunT(t), miniredis.RunT(t)
+	ring := redis.NewRing(&redis.RingOptions{
+		Addrs:              map[string]string{"up": up.Addr(), "down": down.Addr()},
+		HeartbeatFrequency: time.Hour, // keep both shards in the ring
+		MaxRetries:         -1,
+	})
+	defer ring.Close()
+	ctx := context.Background()
+	keys := keyRange("k", 0, 40)
+	for _, k := range keys {
+		if err := ring.Set(ctx, k, "v"+k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down.Close()
+	out := make([]checkResult, len(keys))
+	pipelinedGets(ctx, ring, keys, out)
+	var ok, failed int
+	for i, r := range out {
+		switch {
+		case r.err != nil && !r.found:
+			failed++
+		case r.err == nil && r.found && r.val == "v"+keys[i] && up.Exists(keys[i]):
+			ok++
+		default:
+			t.Errorf("%s: %+v", keys[i], r)
+		}
+	}
+	if ok == 0 || failed == 0 || ok+failed != len(keys) {
+		t.Errorf("%d answered, %d failed of %d; want some of each", ok, failed, len(keys))
+	}
+}
+
+// TestCheckBatcherClose checks that close fails the queued reads at
+// once, waits for the batch in flight, refuses new reads, stops the
+// workers and can be called again.
 func TestCheckBatcherClose(t *testing.T) {
 	b, f := newFakeBatcher(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -375,6 +492,16 @@ func TestCheckBatcherClose(t *testing.T) {
 			t.Fatal("close did not mark the batcher closed")
 		}
 	}
+	for range 2 { // b and c: failed by close, not sent
+		select {
+		case a := <-out:
+			if !errors.Is(a.err, errBatcherClosed) {
+				t.Errorf("queued get(%q) at close = %q, %v, %v; want errBatcherClosed", a.key, a.val, a.found, a.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("close did not fail the queued reads")
+		}
+	}
 	if _, _, err := b.get(ctx, "after"); !errors.Is(err, errBatcherClosed) {
 		t.Errorf("get after close: %v; want errBatcherClosed", err)
 	}
@@ -384,9 +511,8 @@ func TestCheckBatcherClose(t *testing.T) {
 	default:
 	}
 	close(first.release)
-	second := f.next(t) // the queued reads still go
-	close(second.release)
-	collect(t, out, 3)
+	collect(t, out, 1) // a, in flight at close
+	f.none(t)
 	select {
 	case <-closed:
 	case <-time.After(10 * time.Second):

@@ -75,9 +75,13 @@ type Config struct {
 	// (the client's ReadTimeout and WriteTimeout do; keep them finite),
 	// and hooks see them without the call's ctx.
 	//
-	// Close waits for the batches in flight: the checks' up to your
-	// ReadTimeout and WriteTimeout, the pipeline's up to go-redis's own
-	// limit (30 s) when Redis hangs.
+	// MGET needs the mget command if your Redis user has an ACL. A batch
+	// on a Cluster or Ring waits for its slowest node.
+	//
+	// Close fails the checks still queued (ErrClosed) and waits for the
+	// batches in flight: the checks' up to your ReadTimeout and
+	// WriteTimeout per attempt, the pipeline's up to go-redis's own limit
+	// (30 s) when Redis hangs.
 	Redis         redis.UniversalClient
 	RedisAddr     string
 	RedisPassword string

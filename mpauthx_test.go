@@ -566,7 +566,7 @@ func TestSQLLiterals(t *testing.T) {
 }
 
 func TestIsTokenValid(t *testing.T) {
-	forEachRedis(t, nil, func(t *testing.T, e *env) {
+	run := func(t *testing.T, e *env) {
 		u := e.user("lee")
 		token := e.login(t, u)
 		userID, sess := u.OpenID, token[strings.LastIndexByte(token, '|')+1:]
@@ -615,7 +615,9 @@ func TestIsTokenValid(t *testing.T) {
 				t.Errorf("IsTokenValid with a hash at the key = %v, %v; want false, nil", got, err)
 			}
 		}
-	})
+	}
+	forEachRedis(t, nil, run)
+	t.Run("ring", func(t *testing.T) { run(t, newEnv(t, ringBackend, nil)) })
 }
 
 // TestIsTokenValidConcurrent checks many concurrent checks, live and not,
