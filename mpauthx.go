@@ -268,8 +268,9 @@ func isNilRedis(r redis.UniversalClient) bool {
 // IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
 // of the default HTTP client, the statements New prepared on Config.DB
 // and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
-// the SQL statements in flight (give calls a ctx that ends) and drops the
-// profile writes still queued. It is idempotent. Afterwards Authorize,
+// the SQL statements in flight (give calls a ctx that ends) and the token
+// checks' batches in flight, and drops the profile writes and token checks
+// still queued. It is idempotent. Afterwards Authorize,
 // AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an
 // *Error (code StatusUnknownError) wrapping ErrClosed, and the Middleware
 // answers 503 with that error's Result; ExtractOpenID and ExtractSku,
