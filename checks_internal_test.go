@@ -78,13 +78,32 @@ func (f *fakeFetch) fetch(_ context.Context, keys []string, out []checkResult) {
 // next returns the next batch sent to Redis.
 func (f *fakeFetch) next(t *testing.T) fetched {
 	t.Helper()
+	return within(t, f.batches, "no batch was sent")
+}
+
+// within returns the next value on ch, failing t with what if none comes
+// within 10 s.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
 	select {
-	case b := <-f.batches:
-		return b
+	case v := <-ch:
+		return v
 	case <-time.After(10 * time.Second):
-		t.Fatal("no batch was sent")
-		return fetched{}
+		t.Fatal(what)
+		var zero T
+		return zero
 	}
+}
+
+// eventually reports whether cond held within 10 s, polling it every
+// millisecond.
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // none fails if a batch was sent.
@@ -107,14 +126,9 @@ func (b *checkBatcher) state() (queued, inFlight int) {
 // waitQueued waits until n reads are queued.
 func waitQueued(t *testing.T, b *checkBatcher, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if q, _ := b.state(); q == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			q, f := b.state()
-			t.Fatalf("%d queued, %d in flight; want %d queued", q, f, n)
-		}
+	if !eventually(func() bool { q, _ := b.state(); return q == n }) {
+		q, f := b.state()
+		t.Fatalf("%d queued, %d in flight; want %d queued", q, f, n)
 	}
 }
 
@@ -140,18 +154,14 @@ func goGet(ctx context.Context, b *checkBatcher, out chan<- answer, keys ...stri
 func collect(t *testing.T, out <-chan answer, n int) {
 	t.Helper()
 	for range n {
-		select {
-		case a := <-out:
-			wantFound := !strings.HasPrefix(a.key, "absent")
-			want := ""
-			if wantFound {
-				want = "v:" + a.key
-			}
-			if a.err != nil || a.found != wantFound || a.val != want {
-				t.Errorf("get(%q) = %q, %v, %v; want %q, %v, nil", a.key, a.val, a.found, a.err, want, wantFound)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("a get did not return")
+		a := within(t, out, "a get did not return")
+		wantFound := !strings.HasPrefix(a.key, "absent")
+		want := ""
+		if wantFound {
+			want = "v:" + a.key
+		}
+		if a.err != nil || a.found != wantFound || a.val != want {
+			t.Errorf("get(%q) = %q, %v, %v; want %q, %v, nil", a.key, a.val, a.found, a.err, want, wantFound)
 		}
 	}
 }
@@ -246,13 +256,9 @@ func TestCheckBatcherErrorGoesToItsBatch(t *testing.T) {
 	second := f.next(t)
 	close(second.release)
 	for range checkBatchFull {
-		select {
-		case a := <-out:
-			if a.err == nil || a.err.Error() != "batch failed" || a.found {
-				t.Errorf("get(%q) in the failed batch = %q, %v, %v; want its error", a.key, a.val, a.found, a.err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("a get in the failed batch did not return")
+		a := within(t, out, "a get in the failed batch did not return")
+		if a.err == nil || a.err.Error() != "batch failed" || a.found {
+			t.Errorf("get(%q) in the failed batch = %q, %v, %v; want its error", a.key, a.val, a.found, a.err)
 		}
 	}
 	close(first.release)
@@ -277,13 +283,8 @@ func TestCheckBatcherCallerLeavesWhenCtxEnds(t *testing.T) {
 	close(first.release)
 	second := f.next(t)
 	stop()
-	select {
-	case a := <-left:
-		if !errors.Is(a.err, context.Canceled) || a.found {
-			t.Errorf("get with an ended ctx = %q, %v, %v; want context.Canceled", a.val, a.found, a.err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a get whose ctx ended did not return")
+	if a := within(t, left, "a get whose ctx ended did not return"); !errors.Is(a.err, context.Canceled) || a.found {
+		t.Errorf("get with an ended ctx = %q, %v, %v; want context.Canceled", a.val, a.found, a.err)
 	}
 	close(second.release)
 	collect(t, out, 2)
@@ -312,19 +313,14 @@ func TestCheckBatcherSkipsLeftReads(t *testing.T) {
 	waitQueued(t, b, 3)
 	stop()
 	for range 3 {
-		if a := <-left; !errors.Is(a.err, context.Canceled) {
+		if a := within(t, left, "a get whose ctx ended did not return"); !errors.Is(a.err, context.Canceled) {
 			t.Fatalf("get(%q) = %v; want context.Canceled", a.key, a.err)
 		}
 	}
 	close(first.release)
 	collect(t, out, 1)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if q, n := b.state(); q == 0 && n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the batch of reads whose callers left never came back")
-		}
+	if !eventually(func() bool { q, n := b.state(); return q == 0 && n == 0 }) {
+		t.Fatal("the batch of reads whose callers left never came back")
 	}
 	f.none(t) // none of them was sent
 
@@ -423,11 +419,7 @@ func TestCheckBatcherStress(t *testing.T) {
 	wg.Wait()
 	done := make(chan struct{})
 	go func() { b.close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("close did not return")
-	}
+	within(t, done, "close did not return")
 }
 
 // TestPipelinedGetsNodeDown checks that on a Ring with a shard down the
@@ -481,25 +473,12 @@ func TestCheckBatcherClose(t *testing.T) {
 
 	closed := make(chan struct{})
 	go func() { b.close(); close(closed) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		c := b.closed
-		b.mu.Unlock()
-		if c {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("close did not mark the batcher closed")
-		}
+	if !eventually(func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.closed }) {
+		t.Fatal("close did not mark the batcher closed")
 	}
 	for range 2 { // b and c: failed by close, not sent
-		select {
-		case a := <-out:
-			if !errors.Is(a.err, errBatcherClosed) {
-				t.Errorf("queued get(%q) at close = %q, %v, %v; want errBatcherClosed", a.key, a.val, a.found, a.err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("close did not fail the queued reads")
+		if a := within(t, out, "close did not fail the queued reads"); !errors.Is(a.err, errBatcherClosed) {
+			t.Errorf("queued get(%q) at close = %q, %v, %v; want errBatcherClosed", a.key, a.val, a.found, a.err)
 		}
 	}
 	if _, _, err := b.get(ctx, "after"); !errors.Is(err, errBatcherClosed) {
@@ -513,11 +492,7 @@ func TestCheckBatcherClose(t *testing.T) {
 	close(first.release)
 	collect(t, out, 1) // a, in flight at close
 	f.none(t)
-	select {
-	case <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("close did not return once the batches were back")
-	}
+	within(t, closed, "close did not return once the batches were back")
 	b.close() // again: returns at once
 	var nilBatcher *checkBatcher
 	nilBatcher.close()
