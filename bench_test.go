@@ -479,6 +479,18 @@ func stalledRedis(t *testing.T) string {
 	return l.addr()
 }
 
+// checkOnlyClient returns a Client of Sku "sku" on rdb, with a temporary
+// user table and no WeChat, for tests that only check tokens. The caller
+// closes it (before rdb).
+func checkOnlyClient(t *testing.T, rdb redis.UniversalClient) *mpauthx.Client {
+	t.Helper()
+	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: tempSQLite(t), Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestIsTokenValidReturnsWhenCtxEnds checks that a check queued behind a
 // Redis that does not answer returns when its own ctx ends, with its own
 // ctx's error, although the batcher runs the read on a context of its
@@ -508,11 +520,7 @@ func TestIsTokenValidReturnsWhenCtxEnds(t *testing.T) {
 		t.Run(kind.name, func(t *testing.T) {
 			rdb := kind.open()
 			defer rdb.Close()
-			db := tempSQLite(t)
-			c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := checkOnlyClient(t, rdb)
 			defer c.Close()
 			token := "o1|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -673,11 +681,7 @@ func TestLoneCheckRunsOnCallersContext(t *testing.T) {
 	defer rdb.Close()
 	hook := &markerHook{}
 	rdb.AddHook(hook) // before New, so that the reader's clone has it too
-	db := tempSQLite(t)
-	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: db, Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := checkOnlyClient(t, rdb)
 	defer c.Close()
 	token := "o1|sku|ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	forever := context.WithValue(context.Background(), ctxMarker{}, true)
