@@ -615,6 +615,24 @@ func TestIsTokenValid(t *testing.T) {
 				t.Errorf("IsTokenValid with a hash at the key = %v, %v; want false, nil", got, err)
 			}
 		}
+		// RevokeToken agrees that there is no token, and a login replaces
+		// the foreign value with a token that works.
+		if err := e.c.RevokeToken(bg, token); err != nil {
+			t.Errorf("RevokeToken with a hash at the key = %v; want nil", err)
+		}
+		if typ := e.rdb.Type(bg, key).Val(); typ != "hash" {
+			t.Errorf("RevokeToken changed the foreign key: its type is %q", typ)
+		}
+		res, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+		if err != nil {
+			t.Fatalf("AuthorizeCode with a hash at the key: %v", err)
+		}
+		if !e.valid(t, res.Response) {
+			t.Errorf("the token of a login over a hash at the key is not valid")
+		}
+		if ttl := e.rdb.PTTL(bg, key).Val(); ttl <= 0 {
+			t.Errorf("the new token's key has PTTL %v", ttl)
+		}
 	}
 	forEachRedis(t, nil, run)
 	t.Run("ring", func(t *testing.T) { run(t, newEnv(t, ringBackend, nil)) })
