@@ -324,6 +324,9 @@ func BenchmarkBaseline(b *testing.B) {
 				reportRate(b, "GETs/s")
 			})
 		}
+		if r.name != "miniredis" { // miniredis cannot track
+			benchGoRedisCSC(b, r, keys)
+		}
 		b.Run(r.name+"/EXISTS-1-goroutine", func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
@@ -713,4 +716,34 @@ func TestLoneCheckRunsOnCallersContext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// benchGoRedisCSC measures the GETs of go-redis's own client-side cache
+// (Options.ClientSideCacheConfig, RESP3, default tracking) on keys it
+// already holds: what Config.LocalCache was compared with before mpauthx
+// built its own (docs/localcache.md).
+func benchGoRedisCSC(b *testing.B, r benchRedis, keys []string) {
+	opt := *r.rdb.Options()
+	opt.Protocol = 3
+	opt.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxEntries: 2 * len(keys)}
+	csc := redis.NewClient(&opt)
+	defer csc.Close()
+	ctx := context.Background()
+	for _, k := range keys { // fill the cache
+		if err := csc.Get(ctx, k).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run(r.name+"/go-redis-CSC-GET-hit-64-goroutines", func(b *testing.B) {
+		parallelCalls(b, func(i int) error { return csc.Get(ctx, keys[i%len(keys)]).Err() })
+		reportRate(b, "GETs/s")
+	})
+	b.Run(r.name+"/go-redis-CSC-GET-hit-1-goroutine", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if err := csc.Get(ctx, keys[i%len(keys)]).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
