@@ -1,0 +1,160 @@
+//go:build unix
+
+package mpauthx_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seeda8e74ca0/mpauthx"
+)
+
+// The local cache when its link to Redis breaks, on a redis-server of the
+// test's own (redisproc_test.go): the cache must stop answering (and
+// empty itself when the connection is lost), answer nothing stale, and
+// come back once the link does.
+
+// cacheProcEnv starts a redis-server and returns its env with a Client A
+// (e.c, Redis dialled by New) and a second instance B, both with a local
+// cache, and an admin client for the server.
+func cacheProcEnv(t *testing.T) (p *redisProc, e *procEnv, b *mpauthx.Client, admin *redis.Client) {
+	t.Helper()
+	p = startRedis(t)
+	e = newProcWorld(t, p.Addr())
+	e.cfg.LocalCache = cacheSize
+	e.open(t, redisKinds()[0])
+	b, err := mpauthx.New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	admin = redis.NewClient(&redis.Options{Addr: p.Addr()})
+	t.Cleanup(func() { admin.Close() })
+	return p, e, b, admin
+}
+
+// holdOn checks token on c until c's cache answers it. Checks may fail
+// while Redis or the link recover; the token must never be invalid.
+func holdOn(t *testing.T, c *mpauthx.Client, token string) {
+	t.Helper()
+	pollUntil(t, "held by the local cache", func() bool {
+		ok, err := c.IsTokenValid(bg, token)
+		if err == nil && !ok {
+			t.Fatal("a live token is not valid")
+		}
+		return mpauthx.CacheHolds(c, token)
+	})
+}
+
+// refusedOn polls c until it says false for token; a check that fails
+// (Redis recovering) is not an answer.
+func refusedOn(t *testing.T, c *mpauthx.Client, token string) {
+	t.Helper()
+	pollUntil(t, "refused", func() bool {
+		ok, err := c.IsTokenValid(bg, token)
+		return err == nil && !ok
+	})
+}
+
+// killLinks closes the local caches' links with CLIENT KILL ID and
+// returns how many it closed.
+func killLinks(t *testing.T, admin *redis.Client) int {
+	t.Helper()
+	list, err := admin.ClientList(bg).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(list) {
+		if !strings.Contains(line, " name=mpauthx-localcache ") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+		if err := admin.Do(bg, "client", "kill", "id", id).Err(); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func TestLocalCacheLinkFaults(t *testing.T) {
+	t.Run("links killed by ID while a token is revoked", func(t *testing.T) {
+		_, e, b, admin := cacheProcEnv(t)
+		u := e.user("eve")
+		tok := e.mustLogin(t, u)
+		holdOn(t, b, tok)
+		pollUntil(t, "two links up", func() bool { return strings.Count(admin.ClientList(bg).Val(), "name=mpauthx-localcache") == 2 })
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if n := killLinks(t, admin); n == 0 {
+				t.Error("no link to kill")
+			}
+		})
+		if err := e.c.RevokeToken(bg, tok); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		refusedOn(t, b, tok)
+		// The links come back: B holds a new token again, and hears of
+		// its revocation over the new link.
+		tok = e.mustLogin(t, u)
+		holdOn(t, b, tok)
+		if err := e.c.RevokeToken(bg, tok); err != nil {
+			t.Fatal(err)
+		}
+		refusedOn(t, b, tok)
+	})
+	t.Run("CLIENT KILL TYPE pubsub and normal", func(t *testing.T) {
+		_, e, b, admin := cacheProcEnv(t)
+		u := e.user("fay")
+		tok := e.mustLogin(t, u)
+		holdOn(t, b, tok)
+		for _, typ := range []string{"pubsub", "normal"} {
+			if err := admin.Do(bg, "client", "kill", "type", typ).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pollUntil(t, "revoked", func() bool { return e.c.RevokeToken(bg, tok) == nil })
+		tok2 := e.mustLogin(t, e.user("gil"))
+		holdOn(t, b, tok2) // the link is back
+		if mpauthx.CacheHolds(b, tok) || checkOf(t, b)(tok) {
+			t.Error("the cache answers for a token revoked while its link was down")
+		}
+		tok = e.mustLogin(t, u)
+		holdOn(t, b, tok)
+	})
+	t.Run("Redis restarted empty", func(t *testing.T) {
+		p, e, b, _ := cacheProcEnv(t)
+		u := e.user("gus")
+		tok := e.mustLogin(t, u)
+		holdOn(t, b, tok)
+		p.Kill()
+		p.Start() // without its data: --save "" and no append-only file
+		// Once the cache answers again (it holds a new token), it must
+		// not answer for the token Redis lost.
+		var tok2 string
+		var err error
+		pollUntil(t, "logged in again", func() bool { tok2, err = e.login(bg, e.user("ida")); return err == nil })
+		holdOn(t, b, tok2)
+		if mpauthx.CacheHolds(b, tok) || checkOf(t, b)(tok) {
+			t.Error("the cache answers for a token that Redis lost")
+		}
+		pollUntil(t, "logged in again", func() bool { tok, err = e.login(bg, u); return err == nil })
+		holdOn(t, b, tok)
+	})
+	t.Run("Redis paused", func(t *testing.T) {
+		// A link that goes silent (here: the server stopped with SIGSTOP)
+		// stops the cache answering once its lease runs out, and a PONG
+		// on the same connection afterwards makes it answer again.
+		p, e, b, _ := cacheProcEnv(t)
+		tok := e.mustLogin(t, e.user("hal"))
+		holdOn(t, b, tok)
+		p.Pause()
+		pollUntil(t, "bypassed while Redis does not answer", func() bool { return !mpauthx.CacheHolds(b, tok) })
+		p.Resume()
+		holdOn(t, b, tok)
+	})
+}
