@@ -44,7 +44,10 @@ import (
 //     that PING was sent, and not later. A link that dies, stalls or is
 //     refused therefore stops the hits within cacheLease, whatever the
 //     network does; a link error empties the cache as well, and it
-//     answers again only after a PONG of the new connection.
+//     answers again only after a PONG of the new connection. (go-redis
+//     may replace a dead connection by itself, inside a PING or a read:
+//     the subscription it renews is the first message of the new
+//     connection, and empties the cache too.)
 //   - Only positive answers are cached, for well-formed tokens of this
 //     Sku whose key held exactly their session: one entry per user ID,
 //     with the session and the expiry the key's PTTL gave (read after the
@@ -102,6 +105,7 @@ type localCache struct {
 	wg     sync.WaitGroup
 
 	refusal atomic.Pointer[error] // why Redis cannot track, once known
+	ups     atomic.Int64          // how many times the link came up
 
 	pingMu  sync.Mutex
 	pingSeq uint64
@@ -169,6 +173,7 @@ func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Lo
 	opt.Protocol = 2 // invalidations as Pub/Sub messages, which go-redis reads
 	opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns, opt.MaxActiveConns = 1, 0, 0, 0
 	opt.ClientName = cacheLinkName
+	opt.MaxRetries = -1 // read reconnects, and empties the cache first
 	opt.ClientSideCacheConfig, opt.ClientSideCache = nil, nil
 	callerOnConnect := opt.OnConnect
 	opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
@@ -411,13 +416,21 @@ func (lc *localCache) read() {
 // PONG made the cache answer meanwhile. A message it cannot parse (such
 // as the invalidation of everything after FLUSHALL, which go-redis does
 // not read) is an error too: the caller empties the cache.
-func (lc *localCache) receive(ps *redis.PubSub) (up bool, err error) {
+func (lc *localCache) receive(ps *redis.PubSub) (worked bool, err error) {
+	answering := false
 	for {
 		msg, err := ps.ReceiveTimeout(lc.ctx, cacheStall)
 		if err != nil {
-			return up, err
+			return worked, err
 		}
 		switch m := msg.(type) {
+		case *redis.Subscription:
+			// The first message of every connection: go-redis reconnects
+			// by itself when a PING or a read finds the connection dead,
+			// and subscribes again. What was written meanwhile was
+			// announced to no one.
+			lc.flush()
+			answering = false
 		case *redis.Message:
 			if m.Channel != invalidateChan {
 				continue
@@ -429,8 +442,9 @@ func (lc *localCache) receive(ps *redis.PubSub) (up bool, err error) {
 				lc.invalidate(m.Payload)
 			}
 		case *redis.Pong:
-			if lc.renew(m.Payload) && !up {
-				up = true
+			if lc.renew(m.Payload) && !answering {
+				answering, worked = true, true
+				lc.ups.Add(1)
 				lc.log.LogAttrs(lc.ctx, slog.LevelInfo, "mpauthx: the local cache is on: Redis tracks the token keys")
 			}
 		}

@@ -18,3 +18,7 @@ func CacheLen(c *Client) int {
 	}
 	return c.cache.len()
 }
+
+// CacheLinkUps returns how many times c's local cache started answering
+// after its link (re)connected: each time, it was empty first.
+func CacheLinkUps(c *Client) int64 { return c.cache.ups.Load() }
