@@ -156,18 +156,8 @@ func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Lo
 			slog.String("redis", redisKind(rdb)))
 		return nil
 	}
-	n := 1 // shards: as many as keep cacheShardMin entries each, up to cacheShardsMax
-	for n < cacheShardsMax && 2*n*cacheShardMin <= size {
-		n *= 2
-	}
-	lc := &localCache{
-		sku: sku, seed: maphash.MakeSeed(), base: time.Now(),
-		mask: uint64(n - 1), perShard: size / n, shards: make([]cacheShard, n),
-		rdb: rdb, log: log, fills: make(chan cacheFill, cacheFillQueue),
-	}
-	for i := range lc.shards {
-		lc.shards[i].m = make(map[string]cacheEntry)
-	}
+	lc := newCacheStore(sku, size)
+	lc.rdb, lc.log = rdb, log
 	lc.ctx, lc.cancel = context.WithCancel(context.Background())
 	opt := *r.Options()
 	opt.Protocol = 2 // invalidations as Pub/Sub messages, which go-redis reads
@@ -189,6 +179,24 @@ func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Lo
 	go lc.read()
 	go lc.heartbeat()
 	go lc.filler()
+	return lc
+}
+
+// newCacheStore returns the entries of a cache of up to size entries for
+// sku's tokens, without a link: it answers nothing until a lease is set.
+func newCacheStore(sku string, size int) *localCache {
+	n := 1 // shards: as many as keep cacheShardMin entries each, up to cacheShardsMax
+	for n < cacheShardsMax && 2*n*cacheShardMin <= size {
+		n *= 2
+	}
+	lc := &localCache{
+		sku: sku, seed: maphash.MakeSeed(), base: time.Now(),
+		mask: uint64(n - 1), perShard: size / n, shards: make([]cacheShard, n),
+		fills: make(chan cacheFill, cacheFillQueue),
+	}
+	for i := range lc.shards {
+		lc.shards[i].m = make(map[string]cacheEntry)
+	}
 	return lc
 }
 
