@@ -375,6 +375,15 @@ func refused(err error) bool {
 	return strings.HasPrefix(msg, "ERR") || strings.HasPrefix(msg, "NOPERM")
 }
 
+// noPermission reports whether err is an ACL's refusal, such as of the
+// SUBSCRIBE to the invalidation channel. Other errors of the link (even
+// error replies, such as "max number of clients reached" on connect) are
+// transient.
+func noPermission(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOPERM")
+}
+
 // read runs the link until close: it subscribes, applies invalidations and
 // PONGs, and after any error empties the cache, waits a little and
 // connects again. When Redis refuses to track, it logs why once and stops
@@ -393,7 +402,7 @@ func (lc *localCache) read() {
 		if lc.ctx.Err() != nil {
 			return
 		}
-		if p := lc.refusal.Load(); p != nil || refused(err) {
+		if p := lc.refusal.Load(); p != nil || noPermission(err) {
 			if p != nil {
 				err = *p
 			}

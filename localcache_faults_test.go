@@ -3,6 +3,7 @@
 package mpauthx_test
 
 import (
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +153,46 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 		p.Resume()
 		holdOn(t, b, tok)
 	})
+}
+
+// TestLocalCacheRefusedByACL checks that a Redis user that may not track
+// keys or subscribe to the invalidations (as on providers without CLIENT
+// TRACKING) gets a Client that works as without the cache, and one log
+// line saying why.
+func TestLocalCacheRefusedByACL(t *testing.T) {
+	for _, tc := range []struct{ name, rules string }{
+		{"no CLIENT TRACKING", "allchannels +@all -client|tracking"},
+		{"no invalidation channel", "resetchannels +@all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startRedis(t)
+			admin := redis.NewClient(&redis.Options{Addr: p.Addr()})
+			t.Cleanup(func() { admin.Close() })
+			args := []any{"acl", "setuser", "app", "on", ">app-password", "~*"}
+			for _, r := range strings.Fields(tc.rules) {
+				args = append(args, r)
+			}
+			if err := admin.Do(bg, args...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			e := newProcWorld(t, p.Addr())
+			logs := &logLines{}
+			e.cfg.LocalCache, e.cfg.Logger = cacheSize, slog.New(logs)
+			e.open(t, redisKind{name: "app user", client: func(addr string) *redis.Client {
+				return redis.NewClient(&redis.Options{Addr: addr, Username: "app", Password: "app-password"})
+			}})
+			const off = "WARN mpauthx: Config.LocalCache is off"
+			pollUntil(t, "logged", func() bool { return logs.count(off) > 0 })
+			tok := e.mustLogin(t, e.user("ivy"))
+			if !e.valid(t, tok) || !e.valid(t, tok) || mpauthx.CacheHolds(e.c, tok) {
+				t.Error("the token is not valid, or held by a cache that is off")
+			}
+			if err := e.c.RevokeToken(bg, tok); err != nil || e.valid(t, tok) {
+				t.Errorf("revoke: %v; still valid: %v", err, e.valid(t, tok))
+			}
+			if n := logs.count(off); n != 1 {
+				t.Errorf("%d log lines say the cache is off, want 1: %q", n, logs.lines)
+			}
+		})
+	}
 }

@@ -115,8 +115,8 @@ type Config struct {
 	// cannot fill it; at most LocalCache entries are kept.
 	//
 	// It needs a *redis.Client (a server or a Sentinel failover client)
-	// on Redis 6 or later that allows CLIENT ID, CLIENT TRACKING,
-	// SUBSCRIBE to __redis__:invalidate, PING and PTTL: the Client opens
+	// on Redis 6 or later that allows CLIENT ID, CLIENT TRACKING, CLIENT
+	// SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL: the Client opens
 	// one more connection for it, named mpauthx-localcache. Elsewhere
 	// (a Cluster, a Ring, miniredis, an older server, a provider without
 	// CLIENT TRACKING) checks read Redis as without it, and the Logger
