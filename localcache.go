@@ -61,9 +61,8 @@ import (
 //     changed since before its check was sent to Redis, so an
 //     invalidation that arrives between the read and the insert wins.
 //   - At most Config.LocalCache entries, in up to 64 shards of at least
-//     64 entries with a
-//     read-write lock each; a full shard evicts the entry that expires
-//     first among a few it samples.
+//     64 entries with a read-write lock each; a full shard evicts the
+//     entry that expires first among a few it samples.
 const (
 	cacheHeartbeat   = 10 * time.Millisecond // how often the link is PINGed
 	cacheLease       = 50 * time.Millisecond // how long after a PING's send its PONG lets the cache answer

@@ -377,8 +377,10 @@ func TestLocalCacheOff(t *testing.T) {
 			valid := checkOf(t, e.c)
 			for range 3 {
 				tok := e.login(t, e.user("cat"))
-				if !valid(tok) || !valid(tok) {
-					t.Fatal("a live token is not valid")
+				for range 2 { // the second check would be a hit
+					if !valid(tok) {
+						t.Fatal("a live token is not valid")
+					}
 				}
 				if err := e.c.RevokeToken(bg, tok); err != nil {
 					t.Fatal(err)
