@@ -588,3 +588,51 @@ func TestTokenSessionsAreRandom(t *testing.T) {
 	t.Logf("%d sessions of %d bits: chi-square %.1f (31 df) overall, %.1f (806 df) per position; worst bit %.1f sd off",
 		n, length*5, chi2(overall[:], n*length), xPos, worst/(math.Sqrt(n)/2))
 }
+
+// TestRedirectsNotFollowed checks that a redirect from the API server is
+// not followed, with the default HTTP client and with the caller's: the
+// call fails with StatusHTTPError inside StatusSessionKeyRequestError, and
+// the host redirected to never sees the request, its query or a Referer
+// holding the AppSecret or the code. The caller's client keeps its own
+// CheckRedirect.
+func TestRedirectsNotFollowed(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string // what the redirect target received
+	)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.String()+" Referer: "+r.Header.Get("Referer"))
+		mu.Unlock()
+		w.Write([]byte(`{"openid":"o-evil","session_key":"AAAAAAAAAAAAAAAAAAAAAA=="}`))
+	}))
+	defer target.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/collect", http.StatusFound)
+	}))
+	defer redirect.Close()
+	callerCheck := func(*http.Request, []*http.Request) error { return nil }
+	for name, hc := range map[string]*http.Client{
+		"default client": nil,
+		"caller's client": {Timeout: 5 * time.Second, CheckRedirect: callerCheck},
+		"caller's client without CheckRedirect": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, backends()[0], func(c *mpauthx.Config) { c.APIBase, c.HTTPClient = redirect.URL, hc })
+			_, err := e.c.AuthorizeCode(bg, "the-code")
+			var inner *mpauthx.Error
+			if mpauthx.Code(err) != mpauthx.StatusSessionKeyRequestError || !errors.As(errors.Unwrap(err), &inner) || inner.Code != mpauthx.StatusHTTPError {
+				t.Fatalf("AuthorizeCode through a redirect: %v, want 6002 inside 6008", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) > 0 {
+				t.Fatalf("the redirect was followed: the target got %q", seen)
+			}
+			if hc != nil && (hc.CheckRedirect == nil) != (name == "caller's client without CheckRedirect") ||
+				hc != nil && hc.CheckRedirect != nil && hc.CheckRedirect(nil, nil) != nil {
+				t.Error("New changed the caller's CheckRedirect")
+			}
+		})
+	}
+}
