@@ -113,11 +113,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// String returns the Config with the secrets redacted, so that printing
-// or logging a Config does not leak them.
+// String returns the Config without its secrets: AppSecret reads
+// REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
+// and the password of APIBase's userinfo is masked.
+//
+// fmt uses String (and GoString for %#v), and slog uses LogValue, when they
+// are given a Config or *Config, or a struct holding one in an exported
+// field. They cannot call methods on an unexported field: printing a
+// struct of yours that keeps a Config in an unexported field with %v or
+// %+v prints AppSecret and RedisPassword in clear, and so does slog's
+// default formatting of it. Do not print such a struct, or give it a
+// String (and LogValue) method of its own.
 func (cfg Config) String() string {
 	return fmt.Sprintf("mpauthx.Config{AppID:%q AppSecret:REDACTED Sku:%q TokenTTL:%v RedisAddr:%q APIBase:%q}",
-		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, cfg.APIBase)
+		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, redactURL(cfg.APIBase))
 }
 
 // GoString implements fmt.GoStringer, so that %#v redacts the secrets too.
@@ -189,7 +198,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", base)
+		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", redactURL(base))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
 	defer cancel()

@@ -133,9 +133,49 @@ func TestConfigStringRedactsSecret(t *testing.T) {
 	cfg := mpauthx.Config{AppID: "wx1", AppSecret: "very-secret", RedisPassword: "very-secret", Sku: "s"}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "config", cfg)
-	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%v %+v %s %#v", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %+v %#v", &cfg, &cfg, &cfg), buf.String()} {
+	// What the godoc promises: a Config, a *Config, and a Config in an
+	// exported field (not one in an unexported field).
+	holder := struct{ Cfg mpauthx.Config }{cfg}
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%v %+v %s %#v", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %+v %#v", &cfg, &cfg, &cfg),
+		fmt.Sprintf("%v %+v", holder, &holder), buf.String()} {
 		if strings.Contains(s, "very-secret") || !strings.Contains(s, "wx1") {
 			t.Fatalf("%q: secret shown or AppID missing", s)
+		}
+	}
+}
+
+// TestAPIBasePasswordMasked checks that a password in APIBase's userinfo
+// (a proxy's, say), which Go's own errors mask, stays masked in the
+// Config's text, in New's error for a bad APIBase, and in the error of a
+// request that fails.
+func TestAPIBasePasswordMasked(t *testing.T) {
+	const pw = "proxy-pa55word"
+	dead := "http://user:" + pw + "@" + closedAddr(t) + "/base"
+	cfg := mpauthx.Config{AppID: "wx1", AppSecret: "s", Sku: "s", APIBase: dead}
+	texts := map[string]string{"Config": fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg)}
+	bad := cfg
+	bad.APIBase = "ftp://user:" + pw + "@example.com/"
+	bad.DB = tempSQLite(t)
+	if _, err := mpauthx.New(bad); err == nil {
+		t.Fatal("New accepted an ftp APIBase")
+	} else {
+		texts["New"] = err.Error()
+	}
+	e := newEnv(t, backends()[0], func(c *mpauthx.Config) { c.APIBase = dead })
+	_, err := e.c.AuthorizeCode(bg, "a-code")
+	if mpauthx.Code(err) != mpauthx.StatusSessionKeyRequestError {
+		t.Fatalf("AuthorizeCode against a closed port: %v, want 6008", err)
+	}
+	texts["AuthorizeCode"] = fmt.Sprintf("%v %+v", err, err)
+	for u := err; u != nil; u = errors.Unwrap(u) {
+		texts["AuthorizeCode"] += "\n" + u.Error()
+	}
+	for name, text := range texts {
+		if strings.Contains(text, pw) {
+			t.Errorf("%s shows the APIBase password: %s", name, text)
+		}
+		if name != "New" && !strings.Contains(text, "user:xxxxx@") {
+			t.Errorf("%s does not show the masked APIBase: %s", name, text)
 		}
 	}
 }

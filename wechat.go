@@ -145,13 +145,14 @@ func parseSessionReply(body []byte, secret string) (session, error) {
 
 // redact returns err with the app secret removed from its text. A
 // *url.Error carries the whole URL, secret and code included: its URL is
-// replaced by one whose secret and js_code read REDACTED. errors.Is and
+// replaced by one whose secret and js_code read REDACTED (and whose
+// userinfo password, if APIBase has one, is masked). errors.Is and
 // errors.As still reach the original causes (a context error, a
 // *net.OpError), except a cause whose own text holds the secret.
 func (c *Client) redact(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		u := c.sessionURL + "?appid=" + url.QueryEscape(c.appID) + "&secret=REDACTED&js_code=REDACTED&grant_type=authorization_code"
+		u := redactURL(c.sessionURL) + "?appid=" + url.QueryEscape(c.appID) + "&secret=REDACTED&js_code=REDACTED&grant_type=authorization_code"
 		return &url.Error{Op: ue.Op, URL: u, Err: redactedError{err: ue.Err, c: c}}
 	}
 	return redactedError{err: err, c: c}
@@ -168,6 +169,17 @@ func newWeChatError(errCode int, errMsg, secret string) *WeChatError {
 		msg = msg[:maxErrMsgLen]
 	}
 	return &WeChatError{ErrCode: errCode, ErrMsg: strings.ToValidUTF8(msg, "?")}
+}
+
+// redactURL returns raw with the password of its userinfo (an APIBase
+// such as http://user:pw@proxy) masked, as url.URL.Redacted does, for
+// error texts. A raw URL that does not parse is not shown at all.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
 }
 
 // redactString removes the app secret, raw and query-escaped, from s.
