@@ -176,9 +176,10 @@ func (s *store) ensure(ctx context.Context, userID string) error {
 	return s.exec(ctx, s.insertMissingStmt, s.d.insertMissing, userID)
 }
 
-// upsert adds or updates userID's row with the profile u.
+// upsert adds or updates userID's row with the profile u, normalised.
 func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
-	args := []any{userID, u.City, u.Country, u.Gender, u.Language, u.NickName, u.Province}
+	p := normalizeProfile(u)
+	args := []any{userID, p.city, p.country, p.gender, p.language, p.nickName, p.province}
 	if s.batch != nil {
 		return s.batch.upsert(ctx, args...)
 	}
