@@ -195,7 +195,13 @@ func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
 // Client inside a transaction of this *sql.DB or while iterating its Rows,
 // and keep your own tables on another *sql.DB. The caller owns the
 // returned *sql.DB and closes it.
+//
+// SQLite needs cgo: in a build with CGO_ENABLED=0, OpenSQLite returns an
+// error saying so (the rest of the package works, with PostgreSQL).
 func OpenSQLite(path string) (*sql.DB, error) {
+	if errNoSQLite != nil {
+		return nil, errNoSQLite
+	}
 	if path == "" {
 		return nil, errors.New("mpauthx: OpenSQLite: empty path")
 	}
