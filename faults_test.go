@@ -122,7 +122,8 @@ func (e *procEnv) mustLogin(t *testing.T, u mpauthxtest.User) string {
 func TestRedisSlow(t *testing.T) {
 	const (
 		callTimeout = 200 * time.Millisecond
-		pauseFor    = 2 * time.Second // DEBUG SLEEP 2
+		pauseFor    = 2 * time.Second  // DEBUG SLEEP 2
+		stopGuard   = 60 * time.Second // SIGCONT if the calls hang on a stopped Redis
 		each        = 4               // concurrent calls of each kind
 	)
 	pauses := []struct {
@@ -154,9 +155,10 @@ func TestRedisSlow(t *testing.T) {
 		}},
 		{"SIGSTOP", func(t *testing.T, p *redisProc) (func() bool, func()) {
 			p.Pause()
-			// Like DEBUG SLEEP 2, the pause ends by itself: a call that
-			// waits for Redis instead of its ctx sees it answer again.
-			cont := time.AfterFunc(pauseFor, p.Resume)
+			// The pause lasts until the calls have returned: a call that
+			// waits for Redis instead of its ctx sees it answer again
+			// only after stopGuard, a hang guard, and fails the test.
+			cont := time.AfterFunc(stopGuard, p.Resume)
 			return func() bool { return unresponsive(p) }, func() {
 				cont.Stop()
 				p.Resume()
@@ -230,12 +232,19 @@ func TestRedisSlow(t *testing.T) {
 					}
 					t.Logf("%d calls with a %v ctx returned after %v .. %v", len(calls), callTimeout, slices.Min(took), slices.Max(took))
 
-					// Redis answers again: every call works.
+					// Redis answers again: every call works. A call that gave
+					// up at its ctx may still take effect once Redis wakes
+					// (its command had been sent): a late RefreshToken of
+					// refreshed could replace any token issued for it now.
+					// So these calls are made for users the calls above never
+					// touched.
 					tok := e.mustLogin(t, e.user("after"))
 					if !e.valid(t, tok) {
 						t.Fatal("a token issued after the pause is not valid")
 					}
-					res, err := e.c.RefreshToken(bg, refreshed.OpenID)
+					again := e.user("refresh-after")
+					e.mustLogin(t, again)
+					res, err := e.c.RefreshToken(bg, again.OpenID)
 					if err != nil {
 						t.Fatalf("RefreshToken after the pause: %v", err)
 					}
@@ -307,15 +316,15 @@ type loadCall struct {
 // TestRedisKilledUnderLoad kills a persistent Redis (appendfsync always)
 // with SIGKILL while goroutines log users in and check tokens, keeps it
 // down for a while and restarts it on the same port and directory. During
-// the outage every call fails fast with 6000 (well before its 5 s ctx);
-// after the restart every kind of call works again within a bounded wait,
+// the outage every call fails with 6000, not by running into its ctx (a
+// hang guard); after the restart every kind of call works again,
 // every token issued before the kill is still valid, every key has a TTL,
 // and closing the Client leaves no goroutine behind.
 func TestRedisKilledUnderLoad(t *testing.T) {
 	const (
 		workers      = 4
-		callTimeout  = 5 * time.Second  // generous: a failing call must not need it
-		recoverBound = 10 * time.Second // the restart must heal within this
+		callTimeout  = 30 * time.Second // a hang guard: a failing call must not need it
+		recoverBound = 2 * time.Minute  // a hang guard: the restart must heal eventually
 		wantUp       = 40               // logins before the kill
 		wantDown     = 3 * workers      // calls wholly inside the outage
 		wantAfter    = 3 * workers      // calls after recovery

@@ -760,7 +760,10 @@ func TestRevokeToken(t *testing.T) {
 		if fresh == token || !e.valid(t, fresh) {
 			t.Fatal("login after revoke must issue a new token")
 		}
-		res, _ := e.c.RefreshToken(bg, u.OpenID)
+		res, err := e.c.RefreshToken(bg, u.OpenID)
+		if err != nil {
+			t.Fatalf("RefreshToken: %v", err)
+		}
 		if err := e.c.RevokeToken(bg, fresh); err != nil {
 			t.Fatal(err)
 		}
@@ -894,7 +897,8 @@ func TestContext(t *testing.T) {
 			e.wx.FailNext(1, mpauthxtest.Fault{Delay: 10 * time.Second})
 			ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
 			defer cancel()
-			start := time.Now()
+			// Had the call waited for the reply instead of its ctx, it
+			// would succeed after 10 s: no clock is needed to tell.
 			_, err := e.c.AuthorizeCode(ctx, e.wx.Code(u.OpenID))
 			wantCode(t, err, mpauthx.StatusSessionKeyRequestError)
 			if !errors.Is(err, context.DeadlineExceeded) {
@@ -903,9 +907,6 @@ func TestContext(t *testing.T) {
 			var me *mpauthx.Error
 			if !errors.As(err, &me) || !strings.HasSuffix(me.Message, ": timed out") {
 				t.Errorf("message of %v does not say it timed out", err)
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Fatalf("returned after %v", d)
 			}
 		})
 		t.Run("cancelled during busy backoff", func(t *testing.T) {
@@ -1044,8 +1045,7 @@ func TestClose(t *testing.T) {
 		}
 	})
 	t.Run("owned Redis", func(t *testing.T) {
-		db, _ := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "u.db"))
-		defer db.Close()
+		db := tempSQLite(t)
 		c, err := mpauthx.New(mpauthx.Config{AppID: "a", AppSecret: "b", Sku: "c", DB: db, RedisAddr: "127.0.0.1:1"})
 		if err != nil {
 			t.Fatal(err)
@@ -1223,7 +1223,9 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 			e.login(t, u)
 			ids = append(ids, u.OpenID)
 		}
-		e.c.RefreshToken(bg, ids[0])
+		if _, err := e.c.RefreshToken(bg, ids[0]); err != nil {
+			t.Fatalf("RefreshToken: %v", err)
+		}
 		for _, id := range ids {
 			ttl, err := e.rdb.PTTL(bg, e.key(id)).Result()
 			if err != nil || ttl <= 0 {

@@ -452,8 +452,8 @@ func TestPostgresAuthorizeCodeKeepsProfile(t *testing.T) {
 		if _, err := e.c.AuthorizeCode(bg, e.wx.Code(known.OpenID)); err != nil {
 			t.Fatal(err)
 		}
-		if p, _ := e.pgRow(t, known.OpenID); p.nick.String != "jay" || p.city.String != "Guangzhou" {
-			t.Fatalf("profile after AuthorizeCode = %+v", p)
+		if p, ok := e.pgRow(t, known.OpenID); !ok || p.nick.String != "jay" || p.city.String != "Guangzhou" {
+			t.Fatalf("profile after AuthorizeCode = %+v (row found: %v)", p, ok)
 		}
 	})
 }
@@ -627,11 +627,11 @@ func TestPostgresTwoInstances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok, _ := clients[1].IsTokenValid(bg, tokens[0]); ok {
-			t.Fatal("instance 1 still accepts the token instance 0 replaced")
+		if ok, err := clients[1].IsTokenValid(bg, tokens[0]); ok || err != nil {
+			t.Fatalf("instance 1: IsTokenValid of the token instance 0 replaced = %v, %v; want false, nil", ok, err)
 		}
-		if ok, _ := clients[1].IsTokenValid(bg, res.Response); !ok {
-			t.Fatal("instance 1 rejects the token instance 0 issued")
+		if ok, err := clients[1].IsTokenValid(bg, res.Response); !ok || err != nil {
+			t.Fatalf("instance 1: IsTokenValid of the token instance 0 issued = %v, %v; want true, nil", ok, err)
 		}
 	})
 }
