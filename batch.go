@@ -180,4 +180,3 @@ func (b *upsertBatcher) run(batch []upsertReq) error {
 	}
 	return tx.Commit()
 }
-

@@ -124,7 +124,7 @@ func TestRedisSlow(t *testing.T) {
 		callTimeout = 200 * time.Millisecond
 		pauseFor    = 2 * time.Second  // DEBUG SLEEP 2
 		stopGuard   = 60 * time.Second // SIGCONT if the calls hang on a stopped Redis
-		each        = 4               // concurrent calls of each kind
+		each        = 4                // concurrent calls of each kind
 	)
 	pauses := []struct {
 		name string

@@ -613,8 +613,8 @@ func TestRedirectsNotFollowed(t *testing.T) {
 	defer redirect.Close()
 	callerCheck := func(*http.Request, []*http.Request) error { return nil }
 	for name, hc := range map[string]*http.Client{
-		"default client": nil,
-		"caller's client": {Timeout: 5 * time.Second, CheckRedirect: callerCheck},
+		"default client":                        nil,
+		"caller's client":                       {Timeout: 5 * time.Second, CheckRedirect: callerCheck},
 		"caller's client without CheckRedirect": {},
 	} {
 		t.Run(name, func(t *testing.T) {
