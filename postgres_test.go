@@ -73,6 +73,7 @@ func freshSchema(t testing.TB) string {
 		admin.Close()
 		t.Fatalf("creating schema %s: %v", schema, err)
 	}
+	markUsed(t, "postgres")
 	t.Cleanup(func() {
 		defer admin.Close()
 		if _, err := admin.Exec(`DROP SCHEMA "` + schema + `" CASCADE`); err != nil {
@@ -658,19 +659,15 @@ func BenchmarkRefreshToken(b *testing.B) {
 	}
 	for _, d := range dbs {
 		b.Run(d.name, func(b *testing.B) {
-			db := d.open(b)
-			mr := miniredis.RunT(b)
-			rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-			defer rdb.Close()
-			wx := mpauthxtest.NewServer("wx-bench", "bench-secret")
-			defer wx.Close()
-			c, err := mpauthx.New(mpauthx.Config{AppID: wx.AppID, AppSecret: wx.AppSecret, Sku: "bench", Redis: rdb, DB: db, APIBase: wx.URL})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			u := wx.AddUser(mpauthxtest.User{OpenID: "o-bench"})
-			if _, err := c.AuthorizeCode(bg, wx.Code(u.OpenID)); err != nil {
+			e := newWorld(b)
+			e.mr = miniredis.RunT(b)
+			e.rdb = redis.NewClient(&redis.Options{Addr: e.mr.Addr()})
+			b.Cleanup(func() { e.rdb.Close() })
+			e.cfg.Redis, e.cfg.DB = e.rdb, d.open(b)
+			e.open(b)
+			c := e.c
+			u := e.wx.AddUser(mpauthxtest.User{OpenID: "o-bench"})
+			if _, err := c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -242,10 +241,7 @@ func (s *soak) checkMiddleware(u *soakUser) {
 	defer u.mu.RUnlock()
 	s.ops[opCheckMiddleware].Add(1)
 	serve := func(tok string) (int, string) {
-		req := httptest.NewRequest("GET", "/me", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		rec := httptest.NewRecorder()
-		s.mw.ServeHTTP(rec, req)
+		rec := serveAuth(s.mw, "Bearer "+tok)
 		return rec.Code, rec.Body.String()
 	}
 	if u.live != "" {
