@@ -85,7 +85,12 @@ func createPostgresTable(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, postgresDialect.check); err == nil {
 		return nil
 	} else if _, terr := db.ExecContext(ctx, `SELECT FROM "user" WHERE false`); terr == nil {
-		return fmt.Errorf("the user table exists but lacks the columns of mpauthx.PostgresSchema: %w", err)
+		// The table exists: made by another instance since the check
+		// (then the check passes now), or one without our columns.
+		if _, err := db.ExecContext(ctx, postgresDialect.check); err != nil {
+			return fmt.Errorf("the user table exists but lacks the columns of mpauthx.PostgresSchema: %w", err)
+		}
+		return nil
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
