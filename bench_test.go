@@ -18,11 +18,9 @@ package mpauthx_test
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -79,13 +77,10 @@ type benchUser struct {
 	openID, sessionKey, data, iv string
 }
 
-// benchWorld is a Client with its fake WeChat, SQLite file and users. Its
-// Sku is made up, and every key it writes is deleted when b ends.
+// benchWorld is an env (see newWorld) with registered users. Its Sku is
+// made up ("bench-..."), and every key it writes is deleted when b ends.
 type benchWorld struct {
-	wx    *mpauthxtest.Server
-	rdb   *redis.Client
-	c     *mpauthx.Client
-	sku   string
+	*env
 	users []benchUser
 }
 
@@ -99,22 +94,11 @@ func newBenchWorld(b *testing.B, rdb *redis.Client, n int) *benchWorld {
 // Client has Config.LocalCache localCache.
 func newCachedBenchWorld(b *testing.B, rdb *redis.Client, n, localCache int) *benchWorld {
 	b.Helper()
-	w := &benchWorld{rdb: rdb, sku: "bench-" + rand.Text()[:10]}
-	w.wx = mpauthxtest.NewServer("wx-bench-app", "bench-secret-value")
-	b.Cleanup(w.wx.Close)
-	db, err := mpauthx.OpenSQLite(filepath.Join(b.TempDir(), "users.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	w.c, err = mpauthx.New(mpauthx.Config{
-		AppID: w.wx.AppID, AppSecret: w.wx.AppSecret, Sku: w.sku, TokenTTL: 10 * time.Minute,
-		Redis: rdb, DB: db, APIBase: w.wx.URL, LocalCache: localCache,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { w.c.Close() })
+	w := &benchWorld{env: newWorld(b)}
+	w.rdb = rdb
+	w.cfg.Redis, w.cfg.Sku, w.cfg.TokenTTL = rdb, "bench-"+rand.Text()[:10], 10*time.Minute
+	w.cfg.LocalCache = localCache
+	w.open(b)
 	w.users = make([]benchUser, n)
 	for i := range w.users {
 		u := w.wx.AddUser(mpauthxtest.User{
@@ -134,11 +118,6 @@ func newCachedBenchWorld(b *testing.B, rdb *redis.Client, n, localCache int) *be
 		})
 	})
 	return w
-}
-
-// key is the Redis key of openID's session in w's Sku.
-func (w *benchWorld) key(openID string) string {
-	return "mpauthx:{" + openID + "|" + w.sku + "}:session"
 }
 
 // loginAll logs every user in with AuthorizeCode and returns their tokens.
@@ -494,16 +473,14 @@ func stalledRedis(t *testing.T) string {
 	return l.addr()
 }
 
-// checkOnlyClient returns a Client of Sku "sku" on rdb, with a temporary
-// user table and no WeChat, for tests that only check tokens. The caller
-// closes it (before rdb).
+// checkOnlyClient returns a Client of Sku "sku" on rdb (see newWorld),
+// for tests that only check tokens. The caller closes it (before rdb).
 func checkOnlyClient(t *testing.T, rdb redis.UniversalClient) *mpauthx.Client {
 	t.Helper()
-	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: tempSQLite(t), Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	e := newWorld(t)
+	e.cfg.Redis, e.cfg.Sku = rdb, "sku"
+	e.open(t)
+	return e.c
 }
 
 // TestIsTokenValidReturnsWhenCtxEnds checks that a check queued behind a
@@ -823,10 +800,9 @@ func BenchmarkLocalCacheRevocation(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	b.Cleanup(func() { rdb.Close() })
 	w := newCachedBenchWorld(b, rdb, 1, 1000)
-	other, err := mpauthx.New(mpauthx.Config{
-		AppID: w.wx.AppID, AppSecret: w.wx.AppSecret, Sku: w.sku, TokenTTL: 10 * time.Minute,
-		Redis: rdb, DB: tempSQLiteB(b), APIBase: w.wx.URL, LocalCache: 1000,
-	})
+	cfg := w.cfg // the same Redis and Sku, a database of its own
+	cfg.DB = tempSQLite(b)
+	other, err := mpauthx.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -874,14 +850,4 @@ func BenchmarkLocalCacheRevocation(b *testing.B) {
 	b.ReportMetric(q(0.50), "p50-µs")
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds())/1e3, "max-µs")
-}
-
-// tempSQLiteB opens a user table in a new SQLite file of b's.
-func tempSQLiteB(b *testing.B) *sql.DB {
-	db, err := mpauthx.OpenSQLite(filepath.Join(b.TempDir(), "users.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	return db
 }

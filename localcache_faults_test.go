@@ -3,7 +3,6 @@
 package mpauthx_test
 
 import (
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -21,17 +20,13 @@ import (
 // cacheProcEnv starts a redis-server and returns its env with a Client A
 // (e.c, Redis dialled by New) and a second instance B, both with a local
 // cache, and an admin client for the server.
-func cacheProcEnv(t *testing.T) (p *redisProc, e *procEnv, b *mpauthx.Client, admin *redis.Client) {
+func cacheProcEnv(t *testing.T) (p *redisProc, e *env, b *mpauthx.Client, admin *redis.Client) {
 	t.Helper()
 	p = startRedis(t)
 	e = newProcWorld(t, p.Addr())
 	e.cfg.LocalCache = cacheSize
-	e.open(t, redisKinds()[0])
-	b, err := mpauthx.New(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	openKind(t, e, redisKinds()[0])
+	b = e.client(t, func(*mpauthx.Config) {})
 	admin = redis.NewClient(&redis.Options{Addr: p.Addr()})
 	t.Cleanup(func() { admin.Close() })
 	return p, e, b, admin
@@ -85,7 +80,7 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 	t.Run("links killed by ID while a token is revoked", func(t *testing.T) {
 		_, e, b, admin := cacheProcEnv(t)
 		u := e.user("eve")
-		tok := e.mustLogin(t, u)
+		tok := e.login(t, u)
 		holdOn(t, b, tok)
 		pollUntil(t, "two links up", func() bool { return strings.Count(admin.ClientList(bg).Val(), "name=mpauthx-localcache") == 2 })
 		var wg sync.WaitGroup
@@ -101,7 +96,7 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 		refusedOn(t, b, tok)
 		// The links come back: B holds a new token again, and hears of
 		// its revocation over the new link.
-		tok = e.mustLogin(t, u)
+		tok = e.login(t, u)
 		holdOn(t, b, tok)
 		if err := e.c.RevokeToken(bg, tok); err != nil {
 			t.Fatal(err)
@@ -111,7 +106,7 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 	t.Run("CLIENT KILL TYPE pubsub and normal", func(t *testing.T) {
 		_, e, b, admin := cacheProcEnv(t)
 		u := e.user("fay")
-		tok := e.mustLogin(t, u)
+		tok := e.login(t, u)
 		holdOn(t, b, tok)
 		for _, typ := range []string{"pubsub", "normal"} {
 			if err := admin.Do(bg, "client", "kill", "type", typ).Err(); err != nil {
@@ -120,13 +115,13 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 		}
 		pollUntil(t, "revoked", func() bool { return e.c.RevokeToken(bg, tok) == nil })
 		refusedOn(t, b, tok)
-		tok = e.mustLogin(t, u)
+		tok = e.login(t, u)
 		holdOn(t, b, tok)
 	})
 	t.Run("Redis restarted empty", func(t *testing.T) {
 		p, e, b, _ := cacheProcEnv(t)
 		u := e.user("gus")
-		tok := e.mustLogin(t, u)
+		tok := e.login(t, u)
 		holdOn(t, b, tok)
 		ups := mpauthx.CacheLinkUps(b)
 		p.Kill()
@@ -138,7 +133,7 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 			t.Error("the cache answers for a token that Redis lost")
 		}
 		var err error
-		pollUntil(t, "logged in again", func() bool { tok, err = e.login(bg, u); return err == nil })
+		pollUntil(t, "logged in again", func() bool { tok, err = e.tryLogin(bg, u); return err == nil })
 		holdOn(t, b, tok)
 	})
 	t.Run("Redis paused", func(t *testing.T) {
@@ -146,7 +141,7 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 		// stops the cache answering once its lease runs out, and a PONG
 		// on the same connection afterwards makes it answer again.
 		p, e, b, _ := cacheProcEnv(t)
-		tok := e.mustLogin(t, e.user("hal"))
+		tok := e.login(t, e.user("hal"))
 		holdOn(t, b, tok)
 		p.Pause()
 		pollUntil(t, "bypassed while Redis does not answer", func() bool { return !mpauthx.CacheHolds(b, tok) })
@@ -176,14 +171,14 @@ func TestLocalCacheRefusedByACL(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := newProcWorld(t, p.Addr())
-			logs := &logLines{}
-			e.cfg.LocalCache, e.cfg.Logger = cacheSize, slog.New(logs)
-			e.open(t, redisKind{name: "app user", client: func(addr string) *redis.Client {
+			var logs *logBuffer
+			e.cfg.LocalCache = cacheSize
+			e.cfg.Logger, logs = captureLogs(false)
+			openKind(t, e, redisKind{name: "app user", client: func(addr string) *redis.Client {
 				return redis.NewClient(&redis.Options{Addr: addr, Username: "app", Password: "app-password"})
 			}})
-			const off = "WARN mpauthx: Config.LocalCache is off"
-			pollUntil(t, "logged", func() bool { return logs.count(off) > 0 })
-			tok := e.mustLogin(t, e.user("ivy"))
+			pollUntil(t, "logged", func() bool { return cacheOffLines(logs) > 0 })
+			tok := e.login(t, e.user("ivy"))
 			for range 2 { // the second check would be a hit
 				if !e.valid(t, tok) || mpauthx.CacheHolds(e.c, tok) {
 					t.Error("the token is not valid, or held by a cache that is off")
@@ -192,8 +187,8 @@ func TestLocalCacheRefusedByACL(t *testing.T) {
 			if err := e.c.RevokeToken(bg, tok); err != nil || e.valid(t, tok) {
 				t.Errorf("revoke: %v; still valid: %v", err, e.valid(t, tok))
 			}
-			if n := logs.count(off); n != 1 {
-				t.Errorf("%d log lines say the cache is off, want 1: %q", n, logs.lines)
+			if n := cacheOffLines(logs); n != 1 {
+				t.Errorf("%d log lines say the cache is off, want 1:\n%s", n, logs)
 			}
 		})
 	}

@@ -1,10 +1,8 @@
 package mpauthx_test
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
@@ -329,31 +327,12 @@ func TestLocalCacheChurn(t *testing.T) {
 	})
 }
 
-// logLines is a slog.Handler that keeps the messages it is given.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logLines) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logLines) WithGroup(string) slog.Handler            { return l }
-func (l *logLines) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	line := r.Level.String() + " " + r.Message
-	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
-	l.lines = append(l.lines, line)
-	return nil
-}
-
-// count returns how many lines contain s.
-func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// cacheOffLines counts the lines of logs that say, at Warn, that the
+// local cache is off.
+func cacheOffLines(logs *logBuffer) int {
 	n := 0
-	for _, line := range l.lines {
-		if strings.Contains(line, s) {
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "Config.LocalCache is off") {
 			n++
 		}
 	}
@@ -370,10 +349,9 @@ func TestLocalCacheOff(t *testing.T) {
 			continue // it can track
 		}
 		t.Run(b.name, func(t *testing.T) {
-			logs := &logLines{}
-			e := newEnv(t, b, func(cfg *mpauthx.Config) { withCache(cfg); cfg.Logger = slog.New(logs) })
-			const off = "WARN mpauthx: Config.LocalCache is off"
-			pollUntil(t, "logged", func() bool { return logs.count(off) > 0 })
+			logger, logs := captureLogs(false)
+			e := newEnv(t, b, func(cfg *mpauthx.Config) { withCache(cfg); cfg.Logger = logger })
+			pollUntil(t, "logged", func() bool { return cacheOffLines(logs) > 0 })
 			valid := checkOf(t, e.c)
 			for range 3 {
 				tok := e.login(t, e.user("cat"))
@@ -392,11 +370,11 @@ func TestLocalCacheOff(t *testing.T) {
 			if n := mpauthx.CacheLen(e.c); n > 0 {
 				t.Errorf("the cache that is off holds %d entries", n)
 			}
-			if n := logs.count(off); n != 1 {
-				t.Errorf("%d log lines say the cache is off, want 1: %q", n, logs.lines)
+			if n := cacheOffLines(logs); n != 1 {
+				t.Errorf("%d log lines say the cache is off, want 1:\n%s", n, logs)
 			}
-			if n := logs.count("mpauthx: the local cache is on"); n != 0 {
-				t.Errorf("a log line says the cache is on: %q", logs.lines)
+			if strings.Contains(logs.String(), "the local cache is on") {
+				t.Errorf("a log line says the cache is on:\n%s", logs)
 			}
 		})
 	}
