@@ -538,16 +538,7 @@ func (lc *localCache) filler() {
 		case f := <-lc.fills:
 			batch = append(batch[:0], f)
 		}
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case f := <-lc.fills:
-				batch = append(batch, f)
-			default:
-				break more
-			}
-		}
-		lc.fill(batch)
+		lc.fill(drain(lc.fills, batch, cacheFillBatch))
 	}
 }
 
