@@ -327,10 +327,11 @@ func isNilRedis(r redis.UniversalClient) bool {
 	return false
 }
 
-// Close releases what New opened: the local cache and its link, the batcher that coalesces
-// IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
-// of the default HTTP client, the statements New prepared on Config.DB
-// and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
+// Close releases what New opened: the local cache and its link, the
+// batcher that coalesces IsTokenValid's reads, the pipeline of the logins'
+// token script, the idle connections of the default HTTP client, the
+// statements New prepared on Config.DB and the Redis connection New
+// dialed, if any. It never closes Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and the token
 // checks' batches in flight, and drops the profile writes and token checks
 // still queued. It is idempotent. Afterwards Authorize,
