@@ -134,10 +134,10 @@ type Config struct {
 	// mpauthx tracks the keys itself (BCAST tracking of the mpauthx:
 	// prefix, with a lease renewed by PINGs on the link) rather than with
 	// go-redis's client-side cache (Options.ClientSideCacheConfig), whose
-	// hit measured about six times slower, with 5 allocations against
-	// none, and which keeps entries past their key's TTL and caches
-	// misses. See docs/localcache.md for the design, the bound and the
-	// figures.
+	// hit measured 3 to 3.5 times as long (0.7 µs against 0.2 µs in one
+	// run), with 5 allocations against none, and which keeps entries past
+	// their key's TTL and caches misses. See docs/localcache.md for the
+	// design, the bound and the figures.
 	LocalCache int
 }
 
