@@ -143,6 +143,18 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 		pollUntil(t, "logged in again", func() bool { tok, err = e.tryLogin(bg, u); return err == nil })
 		holdOn(t, b, tok)
 	})
+	t.Run("FLUSHALL", func(t *testing.T) {
+		// Redis announces a flush as one invalidation of everything.
+		_, e, b, admin := cacheProcEnv(t)
+		u := e.user("jon")
+		tok := e.login(t, u)
+		holdOn(t, b, tok)
+		if err := admin.FlushAll(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		refusedOn(t, b, tok)
+		revokeSeen(t, e, b, u)
+	})
 	t.Run("Redis paused", func(t *testing.T) {
 		// A link that goes silent (here: the server stopped with SIGSTOP)
 		// stops the cache answering once its lease runs out, and a PONG
