@@ -407,4 +407,22 @@ func TestLocalCacheCloseLeaksNothing(t *testing.T) {
 				goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer.func2"))
 		})
 	}
+	t.Run("Redis down", func(t *testing.T) {
+		// The link keeps trying to connect: Close stops it all the same.
+		e := newWorld(t)
+		e.cfg.RedisAddr = closedAddr(t)
+		withCache(&e.cfg)
+		leaks := goleak.IgnoreCurrent()
+		c, err := mpauthx.New(e.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.IsTokenValid(bg, "o1|"+e.cfg.Sku+"|"+rand.Text()); mpauthx.Code(err) != mpauthx.StatusDatabaseError {
+			t.Fatalf("IsTokenValid with Redis down: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		goleak.VerifyNone(t, leaks)
+	})
 }
