@@ -116,7 +116,7 @@ type Config struct {
 	// 0 means off. A repeated check of a live token is then answered
 	// without a round trip. A token revoked or refreshed by any instance
 	// stops validating everywhere as soon as Redis's invalidation arrives
-	// (a median of tens of microseconds on loopback), and within 50 ms of
+	// (measured on loopback: p99 about 0.2 ms), and within 50 ms of
 	// Redis executing the write even when the link that carries the
 	// invalidations stalls or breaks (a break also empties the cache
 	// until the link is back); an expired one no later than its expiry.
