@@ -60,7 +60,7 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 	if err := c.store.upsert(ctx, userID, u); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
-	return c.issue(ctx, userID)
+	return c.issue(ctx, userID, s)
 }
 
 // AuthorizeCode logs a user in with the code of wx.login alone, the usual
@@ -87,7 +87,7 @@ func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error)
 	if err := c.store.ensure(ctx, userID); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
-	return c.issue(ctx, userID)
+	return c.issue(ctx, userID, s)
 }
 
 // required returns a StatusRequiredParamsMissing error naming the first

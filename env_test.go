@@ -174,7 +174,7 @@ func forEachRedis(t *testing.T, tweak func(*mpauthx.Config), f func(t *testing.T
 func newEnv(t *testing.T, b backend, tweak func(*mpauthx.Config)) *env {
 	t.Helper()
 	e := &env{}
-	e.wx = mpauthxtest.NewServer("wx-test-app", "s3cr3t-app-secret-value")
+	e.wx = mpauthxtest.NewServer("wx-test-"+rand.Text()[:8], "s3cr3t-app-secret-value") // an AppID of its own: tests sharing a real Redis never share an access token
 	t.Cleanup(e.wx.Close)
 	e.rdb, e.mr = b.open(t)
 	db := tempSQLite(t)

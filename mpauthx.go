@@ -130,6 +130,13 @@ type Client struct {
 	appID, secret, sku string
 	ttl                time.Duration
 	sessionURL         string
+	stableTokenURL     string // WeChat's APIs that take the access token
+	phoneURL           string
+	checkSessionURL    string
+	appKeyPrefix       string           // the prefix of the app's Redis keys, with its hash tag
+	at                 *accessTokens    // the app's access token, shared through Redis
+	seal               *sealer          // seals what is kept at rest
+	clock              func() time.Time // the access token's clock; nil means time.Now (tests set it)
 	hc                 *http.Client
 	ownTransport       *http.Transport // New made hc's transport: Close closes its idle connections
 	rdb                redis.UniversalClient
@@ -182,16 +189,23 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	base = strings.TrimRight(base, "/")
 	c := &Client{
-		appID:      cfg.AppID,
-		secret:     cfg.AppSecret,
-		sku:        cfg.Sku,
-		ttl:        cfg.TokenTTL,
-		sessionURL: strings.TrimRight(base, "/") + "/sns/jscode2session",
-		hc:         cfg.HTTPClient,
-		rdb:        cfg.Redis,
-		store:      st,
-		log:        cfg.Logger,
+		appID:           cfg.AppID,
+		secret:          cfg.AppSecret,
+		sku:             cfg.Sku,
+		ttl:             cfg.TokenTTL,
+		sessionURL:      base + "/sns/jscode2session",
+		stableTokenURL:  base + "/cgi-bin/stable_token",
+		phoneURL:        base + "/wxa/business/getuserphonenumber",
+		checkSessionURL: base + "/wxa/checksession",
+		appKeyPrefix:    keyPrefix + "{app:" + cfg.AppID + "}:",
+		at:              newAccessTokens(),
+		seal:            newSealer(cfg.AppSecret, cfg.AppID),
+		hc:              cfg.HTTPClient,
+		rdb:             cfg.Redis,
+		store:           st,
+		log:             cfg.Logger,
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -278,6 +292,7 @@ func isNilRedis(r redis.UniversalClient) bool {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.at.close()
 		c.checks.close()
 		err := c.pipe.close()
 		if c.ownTransport != nil {

@@ -103,16 +103,25 @@ const (
 // errMsgs holds realistic messages for the known error codes. The server
 // appends ", rid: ..." like WeChat does.
 var errMsgs = map[int]string{
-	ErrCodeSystemError:      "system error",
-	ErrCodeInvalidGrantType: "invalid grant_type",
-	ErrCodeInvalidAppID:     "invalid appid",
-	ErrCodeInvalidCode:      "invalid code",
-	ErrCodeInvalidSecret:    "invalid appsecret",
-	ErrCodeCodeUsed:         "code been used",
-	ErrCodeMissingCode:      "missing code",
-	ErrCodeRateLimited:      "api minute-quota reach limit mustslower retry next minute",
-	41002:                   "appid missing",
-	41004:                   "appsecret missing",
+	ErrCodeSystemError:        "system error",
+	ErrCodeInvalidGrantType:   "invalid grant_type",
+	ErrCodeInvalidAppID:       "invalid appid",
+	ErrCodeInvalidCode:        "invalid code",
+	ErrCodeInvalidSecret:      "invalid appsecret",
+	ErrCodeCodeUsed:           "code been used",
+	ErrCodeMissingCode:        "missing code",
+	ErrCodeRateLimited:        "api minute-quota reach limit mustslower retry next minute",
+	41002:                     "appid missing",
+	ErrCodeInvalidAccessToken: "invalid credential, access_token is invalid or not latest",
+	ErrCodeInvalidOpenID:      "invalid openid",
+	ErrCodeAccessTokenExpired: "access_token expired",
+	ErrCodeMissingAccessToken: "access_token missing",
+	ErrCodeRequirePOST:        "require POST method",
+	ErrCodeDailyQuota:         "reach max api daily quota limit",
+	ErrCodeBadJSON:            "data format error",
+	ErrCodeBadSigMethod:       "invalid sig_method",
+	ErrCodeInvalidSignature:   "invalid signature",
+	41004:                     "appsecret missing",
 }
 
 // Server is a fake WeChat code2session endpoint. Its methods are safe
@@ -127,10 +136,21 @@ type Server struct {
 	closeOnce sync.Once
 	requests  atomic.Int64
 
+	tokenRequests atomic.Int64 // stable_token requests
+	forced        atomic.Int64 // forced refreshes made
+
 	mu     sync.Mutex
 	users  map[string]User       // by OpenID
 	codes  map[string]*codeState // by code
-	faults []Fault               // queue, front first
+	faults map[string][]Fault    // queue per path, front first
+	skew   time.Duration         // Advance's total: the server's clock runs ahead by it
+
+	tokens     map[string]time.Time   // access token -> expiry; an ended token is deleted
+	current    string                 // the access token stable_token hands out
+	lastForce  time.Time              // the last forced refresh
+	forceDay   string                 // the day (Beijing time) forceCount counts
+	forceCount int                    // forced refreshes on forceDay
+	phoneCodes map[string]*phoneState // by phone code
 }
 
 // codeState is what the server knows about a login code.
@@ -163,10 +183,19 @@ type User struct {
 	NickName, City, Province, Country, Language, AvatarURL string
 	// Gender is 0 (unknown), 1 (male) or 2 (female) in WeChat's data.
 	Gender int
+
+	// Phone is the user's phone number without country code (WeChat's
+	// purePhoneNumber), such as "13800138000"; PhoneCode needs it.
+	Phone string
+	// CountryCode is the phone number's country calling code without '+';
+	// "" means "86". getuserphonenumber's phoneNumber is Phone for "86",
+	// else "+" CountryCode Phone.
+	CountryCode string
 }
 
 // Fault is an answer the server gives instead of the normal one. Each
-// queued Fault is used by exactly one code2session request, whatever its
+// queued Fault is used by exactly one request to the endpoint it was
+// queued for (FailNext: code2session; FailNextAt: any), whatever its
 // parameters. A request answered with a fault does not use up its code
 // (unless only Delay is set, in which case the normal answer follows).
 //
@@ -197,14 +226,20 @@ type Fault struct {
 // down.
 func NewServer(appID, appSecret string) *Server {
 	s := &Server{
-		AppID:     appID,
-		AppSecret: appSecret,
-		closed:    make(chan struct{}),
-		users:     make(map[string]User),
-		codes:     make(map[string]*codeState),
+		AppID:      appID,
+		AppSecret:  appSecret,
+		closed:     make(chan struct{}),
+		users:      make(map[string]User),
+		codes:      make(map[string]*codeState),
+		faults:     make(map[string][]Fault),
+		tokens:     make(map[string]time.Time),
+		phoneCodes: make(map[string]*phoneState),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(Code2SessionPath, s.handleCode2Session)
+	mux.HandleFunc(StableTokenPath, s.handleStableToken)
+	mux.HandleFunc(PhoneNumberPath, s.handlePhoneNumber)
+	mux.HandleFunc(CheckSessionPath, s.handleCheckSession)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	})
@@ -335,10 +370,23 @@ func (s *Server) EncryptFor(openID string, plaintext []byte) (encryptedData, iv 
 }
 
 // FailNext makes the next n code2session requests get f instead of the
-// normal answer. Calls append to a queue: after FailNext(1, a) and
-// FailNext(2, b) the next three requests get a, b and b. It does nothing
-// when n <= 0.
+// normal answer: FailNextAt(Code2SessionPath, n, f).
 func (s *Server) FailNext(n int, f Fault) {
+	s.FailNextAt(Code2SessionPath, n, f)
+}
+
+// FailNextAt makes the next n requests to path (Code2SessionPath,
+// StableTokenPath, PhoneNumberPath or CheckSessionPath) get f instead of
+// the normal answer. Calls append to the path's queue: after
+// FailNextAt(p, 1, a) and FailNextAt(p, 2, b) the next three requests to
+// p get a, b and b. It does nothing when n <= 0 and panics for another
+// path, as that is a mistake in the test.
+func (s *Server) FailNextAt(path string, n int, f Fault) {
+	switch path {
+	case Code2SessionPath, StableTokenPath, PhoneNumberPath, CheckSessionPath:
+	default:
+		panic(fmt.Sprintf("mpauthxtest: FailNextAt: unknown path %q", path))
+	}
 	if n <= 0 {
 		return
 	}
@@ -348,7 +396,7 @@ func (s *Server) FailNext(n int, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
-		s.faults = append(s.faults, f)
+		s.faults[path] = append(s.faults[path], f)
 	}
 }
 
@@ -377,17 +425,54 @@ func (s *Server) SetSessionKey(openID, sessionKey string) {
 	s.users[openID] = u
 }
 
-// nextFault pops the front of the fault queue.
-func (s *Server) nextFault() (Fault, bool) {
+// nextFault pops the front of path's fault queue.
+func (s *Server) nextFault(path string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
+	q := s.faults[path]
+	if len(q) == 0 {
 		return Fault{}, false
 	}
-	f := s.faults[0]
-	s.faults[0] = Fault{}
-	s.faults = s.faults[1:]
+	f := q[0]
+	q[0] = Fault{}
+	s.faults[path] = q[1:]
 	return f, true
+}
+
+// fault answers r with the next fault queued for path, if any, and
+// reports whether it did, so that the caller must not answer too. A
+// fault of only a Delay waits and lets the caller answer.
+func (s *Server) fault(w http.ResponseWriter, r *http.Request, path string) bool {
+	f, ok := s.nextFault(path)
+	if !ok {
+		return false
+	}
+	if f.Delay > 0 && !s.wait(r.Context(), f.Delay) {
+		return true
+	}
+	if f.Body == nil && f.ErrCode == 0 && f.Status == 0 {
+		return false
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	var body []byte
+	switch {
+	case f.Body != nil:
+		body = f.Body
+	case f.ErrCode != 0:
+		msg := f.ErrMsg
+		if msg == "" {
+			msg = defaultErrMsg(f.ErrCode)
+		}
+		body = mustJSON(apiError{ErrCode: f.ErrCode, ErrMsg: msg})
+	default:
+		body = []byte(http.StatusText(status))
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+	return true
 }
 
 // session is code2session's successful answer.
@@ -407,32 +492,8 @@ func (s *Server) handleCode2Session(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	w.Header().Set("Content-Type", "text/plain")
 
-	if f, ok := s.nextFault(); ok {
-		if f.Delay > 0 && !s.wait(r.Context(), f.Delay) {
-			return
-		}
-		if f.Body != nil || f.ErrCode != 0 || f.Status != 0 {
-			status := f.Status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			var body []byte
-			switch {
-			case f.Body != nil:
-				body = f.Body
-			case f.ErrCode != 0:
-				msg := f.ErrMsg
-				if msg == "" {
-					msg = defaultErrMsg(f.ErrCode)
-				}
-				body = mustJSON(apiError{ErrCode: f.ErrCode, ErrMsg: msg})
-			default:
-				body = []byte(http.StatusText(status))
-			}
-			w.WriteHeader(status)
-			w.Write(body)
-			return
-		}
+	if s.fault(w, r, Code2SessionPath) {
+		return
 	}
 
 	q := r.URL.Query()
