@@ -1061,7 +1061,8 @@ func TestStatusCodeValues(t *testing.T) {
 		mpauthx.StatusHTTPError: 6002, mpauthx.StatusResponseIsNull: 6003, mpauthx.StatusJSONParseError: 6004,
 		mpauthx.StatusHTTPResponseError: 6005, mpauthx.StatusHTTPRequestError: 6006, mpauthx.StatusInvalidAccessToken: 6007,
 		mpauthx.StatusSessionKeyRequestError: 6008, mpauthx.StatusOpenIDMismatch: 6009, mpauthx.StatusUserNotExist: 6010,
-		mpauthx.StatusDecryptError: 6011, mpauthx.StatusUnknownError: 9999,
+		mpauthx.StatusDecryptError: 6011, mpauthx.StatusAccessTokenError: 6012,
+		mpauthx.StatusPhoneNumberError: 6013, mpauthx.StatusSessionKeyMissing: 6014, mpauthx.StatusUnknownError: 9999,
 	}
 	seen := map[string]bool{}
 	for c, v := range want {
@@ -1173,8 +1174,8 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// TestRedisKeysHaveTTL checks the storage layout: one key per user and Sku,
-// always with a TTL.
+// TestRedisKeysHaveTTL checks the storage layout: per user and Sku, the
+// token's key and the sealed session key's, always with a TTL.
 func TestRedisKeysHaveTTL(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		var ids []string
@@ -1185,13 +1186,15 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 		}
 		e.c.RefreshToken(bg, ids[0])
 		for _, id := range ids {
-			ttl, err := e.rdb.PTTL(bg, e.key(id)).Result()
-			if err != nil || ttl <= 0 {
-				t.Fatalf("key of %s: PTTL %v, %v", id, ttl, err)
+			for _, k := range []string{e.key(id), e.skKey(id)} {
+				ttl, err := e.rdb.PTTL(bg, k).Result()
+				if err != nil || ttl <= 0 {
+					t.Fatalf("key %s: PTTL %v, %v", k, ttl, err)
+				}
 			}
 		}
 		if e.mr != nil {
-			if n := len(e.mr.Keys()); n != len(ids) {
+			if n := len(e.mr.Keys()); n != 2*len(ids) {
 				t.Fatalf("%d keys for %d users: %v", n, len(ids), e.mr.Keys())
 			}
 		}

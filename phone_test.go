@@ -1,0 +1,168 @@
+package mpauthx_test
+
+import (
+	"crypto/rand"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/seeda8e74ca0/mpauthx"
+	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
+)
+
+// phoneUser registers a WeChat user with a phone number.
+func (e *env) phoneUser(phone, countryCode string) mpauthxtest.User {
+	return e.wx.AddUser(mpauthxtest.User{OpenID: "o-phone-" + rand.Text()[:10], Phone: phone, CountryCode: countryCode})
+}
+
+func TestPhoneNumber(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		cn := e.phoneUser("13800138000", "")
+		us := e.phoneUser("2025550123", "1")
+		used := e.wx.PhoneCode(cn.OpenID)
+		if _, err := e.c.PhoneNumber(bg, used); err != nil {
+			t.Fatalf("PhoneNumber: %v", err)
+		}
+		expired := e.wx.PhoneCode(cn.OpenID)
+		e.wx.Advance(mpauthxtest.PhoneCodeLifetime + time.Second)
+		otherApp := []byte(`{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":"86","watermark":{"timestamp":1,"appid":"wx-other-app"}}}`)
+		tests := []struct {
+			name      string
+			code      string
+			fault     *mpauthxtest.Fault
+			want      mpauthx.Phone
+			wantCode  mpauthx.StatusCode
+			wantInner mpauthx.StatusCode // the wrapped *Error's code, if any
+			wantErr   int                // the wrapped errcode, if any
+		}{
+			{"china", e.wx.PhoneCode(cn.OpenID), nil, mpauthx.Phone{PhoneNumber: "13800138000", PurePhoneNumber: "13800138000", CountryCode: "86"}, mpauthx.StatusSuccess, 0, 0},
+			{"foreign", e.wx.PhoneCode(us.OpenID), nil, mpauthx.Phone{PhoneNumber: "+12025550123", PurePhoneNumber: "2025550123", CountryCode: "1"}, mpauthx.StatusSuccess, 0, 0},
+			{"used", used, nil, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, mpauthxtest.ErrCodeInvalidCode},
+			{"unknown", "p+nope", nil, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, mpauthxtest.ErrCodeInvalidCode},
+			{"expired", expired, nil, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, mpauthxtest.ErrCodeInvalidCode},
+			{"empty", "", nil, mpauthx.Phone{}, mpauthx.StatusRequiredParamsMissing, 0, 0},
+			{"WeChat down", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Status: 500}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusHTTPError, 0},
+			{"not JSON", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte("<html>busy</html>")}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusJSONParseError, 0},
+			{"empty body", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte{}}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusResponseIsNull, 0},
+			{"no phone_info", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte(`{"errcode":0}`)}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, 0},
+			{"another app's watermark", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: otherApp}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, 0},
+			{"rate limited", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{ErrCode: 45011}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, 45011},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if tt.fault != nil {
+					e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, *tt.fault)
+				}
+				p, err := e.c.PhoneNumber(bg, tt.code)
+				if mpauthx.Code(err) != tt.wantCode || p != tt.want {
+					t.Fatalf("PhoneNumber = %+v, %v; want %+v with code %d", p, err, tt.want, tt.wantCode)
+				}
+				if tt.wantInner != 0 {
+					var inner *mpauthx.Error
+					if !errors.As(errors.Unwrap(err), &inner) || inner.Code != tt.wantInner {
+						t.Errorf("err = %v, want a %d inside", err, tt.wantInner)
+					}
+				}
+				var we *mpauthx.WeChatError
+				if tt.wantErr != 0 && (!errors.As(err, &we) || we.ErrCode != tt.wantErr) {
+					t.Errorf("err = %v, want errcode %d inside", err, tt.wantErr)
+				}
+			})
+		}
+		if n := e.wx.AccessTokenRequests(); n != 1 {
+			t.Errorf("%d stable_token calls for %d exchanges, want 1", n, len(tests)+1)
+		}
+	})
+}
+
+// TestPhoneNumberTokenRejected: an access token WeChat no longer accepts
+// is renewed once, and the exchange retried.
+func TestPhoneNumberTokenRejected(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		u := e.phoneUser("13800138000", "")
+		accessToken(t, e.c)
+		for _, code := range []int{mpauthx.ErrCodeInvalidAccessToken, mpauthx.ErrCodeAccessTokenExpired, mpauthx.ErrCodeMalformedAccessToken} {
+			e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, mpauthxtest.Fault{ErrCode: code})
+			e.rdb.Del(bg, e.appKey("force_spacing")) // Redis's 30 s between forced refreshes, without waiting
+			e.wx.Advance(mpauthxtest.ForceRefreshSpacing)
+			if p, err := e.c.PhoneNumber(bg, e.wx.PhoneCode(u.OpenID)); err != nil || p.PurePhoneNumber != u.Phone {
+				t.Errorf("PhoneNumber after errcode %d = %+v, %v; want the phone", code, p, err)
+			}
+		}
+		if n := e.wx.ForcedRefreshes(); n != 3 {
+			t.Errorf("%d forced refreshes, want 3", n)
+		}
+		// Rejected twice: one retry only.
+		e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 2, mpauthxtest.Fault{ErrCode: mpauthx.ErrCodeInvalidAccessToken})
+		e.rdb.Del(bg, e.appKey("force_spacing"))
+		e.wx.Advance(mpauthxtest.ForceRefreshSpacing)
+		_, err := e.c.PhoneNumber(bg, e.wx.PhoneCode(u.OpenID))
+		var we *mpauthx.WeChatError
+		if mpauthx.Code(err) != mpauthx.StatusPhoneNumberError || !errors.As(err, &we) || we.ErrCode != mpauthx.ErrCodeInvalidAccessToken {
+			t.Errorf("PhoneNumber rejected twice = %v, want 6013 wrapping 40001", err)
+		}
+		// No access token at all: 6012.
+		e.wx.ExpireAccessToken()
+		e.wx.FailNextAt(mpauthxtest.StableTokenPath, 1, mpauthxtest.Fault{Status: 502})
+		_, err = e.c.PhoneNumber(bg, e.wx.PhoneCode(u.OpenID))
+		if mpauthx.Code(err) != mpauthx.StatusAccessTokenError {
+			t.Errorf("PhoneNumber without an access token = %v, want 6012", err)
+		}
+	})
+}
+
+func TestAuthorizePhone(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		u := e.phoneUser("13800138000", "")
+		res, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID))
+		if err != nil || res.StatusCode != mpauthx.StatusSuccess {
+			t.Fatalf("AuthorizePhone = %+v, %v", res, err)
+		}
+		if id := e.c.ExtractOpenID(res.Response); id != u.OpenID || !e.valid(t, res.Response) {
+			t.Errorf("token of %q, valid %t; want a live token of %q", id, e.valid(t, res.Response), u.OpenID)
+		}
+		if !e.rowExists(t, u.OpenID) {
+			t.Error("no user row")
+		}
+		// The same user, logging in with the code alone: the same token.
+		res2, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+		if err != nil || res2.Response != res.Response {
+			t.Errorf("AuthorizeCode after AuthorizePhone = %+v, %v; want the same token", res2, err)
+		}
+
+		other := e.phoneUser("13900139000", "")
+		phoneCode := e.wx.PhoneCode(other.OpenID)
+		tests := []struct {
+			name     string
+			login    string
+			phone    string
+			wantCode mpauthx.StatusCode
+			wantErr  int
+		}{
+			{"no login code", "", phoneCode, mpauthx.StatusRequiredParamsMissing, 0},
+			{"no phone code", e.wx.Code(u.OpenID), "", mpauthx.StatusRequiredParamsMissing, 0},
+			{"bad login code", "c+nope", phoneCode, mpauthx.StatusSessionKeyRequestError, mpauthxtest.ErrCodeInvalidCode},
+			{"another user's phone code", e.wx.Code(u.OpenID), phoneCode, mpauthx.StatusPhoneNumberError, mpauthxtest.ErrCodeInvalidOpenID},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				res, err := e.c.AuthorizePhone(bg, tt.login, tt.phone)
+				if mpauthx.Code(err) != tt.wantCode || res != mpauthx.ErrorResult(err) {
+					t.Fatalf("AuthorizePhone = %+v, %v; want code %d", res, err, tt.wantCode)
+				}
+				var we *mpauthx.WeChatError
+				if tt.wantErr != 0 && (!errors.As(err, &we) || we.ErrCode != tt.wantErr) {
+					t.Errorf("err = %v, want errcode %d inside", err, tt.wantErr)
+				}
+			})
+		}
+		if e.rowExists(t, other.OpenID) {
+			t.Error("a failed AuthorizePhone added a row")
+		}
+		// The phone code the failures did not use still works.
+		res3, err := e.c.AuthorizePhone(bg, e.wx.Code(other.OpenID), phoneCode)
+		if err != nil || e.c.ExtractOpenID(res3.Response) != other.OpenID {
+			t.Errorf("AuthorizePhone of the other user = %+v, %v", res3, err)
+		}
+	})
+}
