@@ -15,7 +15,8 @@ import "github.com/redis/go-redis/v9"
 // somehow left without TTL gets one. A key holding something other than a
 // string (not written by mpauthx) is no session, as IsTokenValid and
 // RevokeToken see it: it is replaced, so that the user can log in. Both
-// keys share the user's hash tag.
+// keys share the user's hash tag; KEYS[2] is left out (see userKeys) when
+// they could not.
 var issueScript = redis.NewScript(issueScriptSource)
 
 // issueScriptSource is issueScript's Lua, sent with EVAL when Redis does
@@ -32,11 +33,15 @@ if cur then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     ttl = ARGV[2]
   end
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+  if KEYS[2] then
+    redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+  end
   return cur
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+if KEYS[2] then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+end
 return ARGV[1]
 `
 
@@ -45,7 +50,9 @@ return ARGV[1]
 // session key KEYS[2], if any, the same TTL.
 var refreshScript = redis.NewScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if KEYS[2] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
 return 1
 `)
 
@@ -58,7 +65,9 @@ if type(cur) == 'table' and cur.err then
   return 0
 end
 if cur == ARGV[1] then
-  redis.call('DEL', KEYS[2])
+  if KEYS[2] then
+    redis.call('DEL', KEYS[2])
+  end
   return redis.call('DEL', KEYS[1])
 end
 return 0

@@ -71,6 +71,18 @@ func (c *Client) skKey(userID string) string {
 	return keyPrefix + "{" + userID + "|" + c.sku + "}:sk"
 }
 
+// userKeys returns the Redis keys of userID's token and sealed session
+// key, which share a hash slot, for one script. A user ID starting with
+// '}' (never one of WeChat's) makes the hash tag empty, which Redis
+// ignores: the two keys could then land on different Cluster nodes, so
+// such a user has the token's key alone, and no session key.
+func (c *Client) userKeys(userID string) []string {
+	if strings.HasPrefix(userID, "}") {
+		return []string{c.sessionKey(userID)}
+	}
+	return []string{c.sessionKey(userID), c.skKey(userID)}
+}
+
 // sealSessionKey seals the openid and session key of a login for userID.
 func (c *Client) sealSessionKey(userID string, s session) string {
 	plain := make([]byte, 0, len(s.openID)+1+len(s.sessionKey))
@@ -89,6 +101,9 @@ func (c *Client) loadSessionKey(ctx context.Context, userID string) (openID, ses
 	}
 	if !validUserID(userID) {
 		return "", "", newError(StatusRequiredParamsMissing, "userID is invalid: longer than 256 bytes, not printable UTF-8, or contains '|'", nil)
+	}
+	if len(c.userKeys(userID)) < 2 {
+		return "", "", newError(StatusSessionKeyMissing, "no session key for the user: they must log in again", nil)
 	}
 	var blob string
 	err = await(ctx, func() (err error) {

@@ -227,3 +227,26 @@ func TestCheckSessionKey(t *testing.T) {
 		}
 	})
 }
+
+// TestBraceUserID: a user ID starting with '}' (an empty hash tag, which
+// Redis ignores) logs in, refreshes and logs out on every backend,
+// Cluster included; it has no session key, which Decrypt reports.
+func TestBraceUserID(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		u := e.wx.AddUser(mpauthxtest.User{OpenID: "}{o-" + e.cfg.Sku})
+		res, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, iv := e.wx.EncryptFor(u.OpenID, weRun(e.wx.AppID))
+		if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
+			t.Errorf("Decrypt = %v, want 6014", err)
+		}
+		if res, err = e.c.RefreshToken(bg, u.OpenID); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.RevokeToken(bg, res.Response); err != nil || e.valid(t, res.Response) {
+			t.Errorf("RevokeToken = %v", err)
+		}
+	})
+}

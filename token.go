@@ -132,7 +132,7 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // CheckSessionKey.
 func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, error) {
 	sealed := c.sealSessionKey(userID, ws)
-	s, err := c.pipe.issue(ctx, c.rdb, c.sessionKey(userID), c.skKey(userID), newSession(), c.ttlMillis(), sealed)
+	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
@@ -166,7 +166,7 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 		return c.fail(ctx, newError(StatusUserNotExist, "user does not exist", nil))
 	}
 	s := newSession()
-	keys := []string{c.sessionKey(userID), c.skKey(userID)}
+	keys := c.userKeys(userID)
 	if err := await(ctx, func() error { return refreshScript.Run(ctx, c.rdb, keys, s, c.ttlMillis()).Err() }); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
@@ -210,7 +210,7 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	if !ok {
 		return nil
 	}
-	keys := []string{c.sessionKey(userID), c.skKey(userID)}
+	keys := c.userKeys(userID)
 	if err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, keys, s).Err() }); err != nil {
 		err = c.storageError(ctx, "revoking the token failed", err)
 		c.logFailure(ctx, err)
