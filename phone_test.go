@@ -121,8 +121,8 @@ func TestAuthorizePhone(t *testing.T) {
 		if id := e.c.ExtractOpenID(res.Response); id != u.OpenID || !e.valid(t, res.Response) {
 			t.Errorf("token of %q, valid %t; want a live token of %q", id, e.valid(t, res.Response), u.OpenID)
 		}
-		if !e.rowExists(t, u.OpenID) {
-			t.Error("no user row")
+		if got, err := e.c.User(bg, u.OpenID); err != nil || got.Phone != u.Phone || got.OpenID != u.OpenID {
+			t.Errorf("User = %+v, %v; want the phone %s recorded", got, err, u.Phone)
 		}
 		// The same user, logging in with the code alone: the same token.
 		res2, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
@@ -156,13 +156,40 @@ func TestAuthorizePhone(t *testing.T) {
 				}
 			})
 		}
-		if e.rowExists(t, other.OpenID) {
-			t.Error("a failed AuthorizePhone added a row")
+		if _, err := e.c.User(bg, other.OpenID); mpauthx.Code(err) != mpauthx.StatusUserNotExist {
+			t.Errorf("after failed AuthorizePhone calls, User = %v; want no row", err)
 		}
 		// The phone code the failures did not use still works.
 		res3, err := e.c.AuthorizePhone(bg, e.wx.Code(other.OpenID), phoneCode)
 		if err != nil || e.c.ExtractOpenID(res3.Response) != other.OpenID {
 			t.Errorf("AuthorizePhone of the other user = %+v, %v", res3, err)
+		}
+	})
+}
+
+// TestAuthorizePhoneIdentity: a user who logged in another way first keeps
+// their user ID, whose row gets the phone number; a foreign number is
+// recorded without its country code, as PurePhoneNumber.
+func TestAuthorizePhoneIdentity(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		u := e.wx.AddUser(mpauthxtest.User{OpenID: "o-id-" + rand.Text()[:10], UnionID: "u-id-" + rand.Text()[:10],
+			OmitUnionIDInSession: true, Phone: "2025550123", CountryCode: "1"})
+		data, iv := e.wx.UserInfo(u.OpenID)
+		res, err := e.c.Authorize(bg, e.wx.Code(u.OpenID), data, iv) // the unionid from encryptedData
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := e.c.ExtractOpenID(res.Response)
+		if id != u.UnionID {
+			t.Fatalf("Authorize's user ID = %q, want the unionid", id)
+		}
+		res2, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID)) // code2session without unionid
+		if err != nil || res2.Response != res.Response {
+			t.Fatalf("AuthorizePhone = %+v, %v; want the same token", res2, err)
+		}
+		got, err := e.c.User(bg, id)
+		if err != nil || got.Phone != "2025550123" || got.OpenID != u.OpenID || got.UnionID != u.UnionID {
+			t.Errorf("User = %+v, %v", got, err)
 		}
 	})
 }

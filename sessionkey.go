@@ -96,11 +96,8 @@ func (c *Client) sealSessionKey(userID string, s session) string {
 // StatusSessionKeyMissing when there is none (or it cannot be opened),
 // StatusDatabaseError when Redis fails.
 func (c *Client) loadSessionKey(ctx context.Context, userID string) (openID, sessionKey string, err error) {
-	if userID == "" {
-		return "", "", newError(StatusRequiredParamsMissing, "userID is required", nil)
-	}
-	if !validUserID(userID) {
-		return "", "", newError(StatusRequiredParamsMissing, "userID is invalid: longer than 256 bytes, not printable UTF-8, or contains '|'", nil)
+	if err := checkUserID(userID); err != nil {
+		return "", "", err
 	}
 	if len(c.userKeys(userID)) < 2 {
 		return "", "", newError(StatusSessionKeyMissing, "no session key for the user: they must log in again", nil)
