@@ -2,7 +2,10 @@ package mpauthx_test
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,6 +193,44 @@ func TestAuthorizePhoneIdentity(t *testing.T) {
 		got, err := e.c.User(bg, id)
 		if err != nil || got.Phone != "2025550123" || got.OpenID != u.OpenID || got.UnionID != u.UnionID {
 			t.Errorf("User = %+v, %v", got, err)
+		}
+	})
+}
+
+// TestPhoneLoginHandler is the table test of mpauthxtest's package doc,
+// run against Example_phoneLoginHandler's handler on every backend.
+func TestPhoneLoginHandler(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		c, wx := e.c, e.wx
+		wx.AddUser(mpauthxtest.User{OpenID: "o-bob", Phone: "13800138000"})
+		used := wx.PhoneCode("o-bob")
+		tests := []struct { // in order: "reused" reuses the phone code of "ok"
+			name      string
+			phoneCode string
+			fault     *mpauthxtest.Fault // the next getuserphonenumber's answer
+			wantHTTP  int
+			wantCode  mpauthx.StatusCode
+		}{
+			{"ok", used, nil, 200, mpauthx.StatusSuccess},
+			{"reused", used, nil, 401, mpauthx.StatusPhoneNumberError},
+			{"missing", "", nil, 400, mpauthx.StatusRequiredParamsMissing},
+			{"token ended", wx.PhoneCode("o-bob"), &mpauthxtest.Fault{ErrCode: 40001}, 200, mpauthx.StatusSuccess}, // renewed, retried
+			{"WeChat down", wx.PhoneCode("o-bob"), &mpauthxtest.Fault{Status: 500}, 502, mpauthx.StatusPhoneNumberError},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if tt.fault != nil {
+					wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, *tt.fault)
+				}
+				body := strings.NewReader(`{"code":"` + wx.Code("o-bob") + `","phoneCode":"` + tt.phoneCode + `"}`)
+				rec := httptest.NewRecorder()
+				phoneLoginHandler(c).ServeHTTP(rec, httptest.NewRequest("POST", "/login/phone", body))
+				var res mpauthx.Result
+				json.Unmarshal(rec.Body.Bytes(), &res)
+				if rec.Code != tt.wantHTTP || res.StatusCode != tt.wantCode {
+					t.Errorf("POST /login/phone = %d %+v, want %d with status_code %d", rec.Code, res, tt.wantHTTP, tt.wantCode)
+				}
+			})
 		}
 	})
 }

@@ -1,6 +1,7 @@
-// Package mpauthxtest provides a fake WeChat code2session server for
-// testing code that logs WeChat mini-program users in, in the style of
-// net/http/httptest.
+// Package mpauthxtest provides a fake WeChat server for testing code that
+// logs WeChat mini-program users in, in the style of net/http/httptest:
+// code2session, and the server APIs of the phone-number login
+// (stable_token, getuserphonenumber, checksession).
 //
 // A Server answers GET /sns/jscode2session like WeChat does: with
 // Content-Type text/plain and a JSON body holding either
@@ -8,7 +9,20 @@
 // register users with AddUser, hand out single-use login codes with Code,
 // and produce the encryptedData/iv pair a mini-program would send with
 // UserInfo or EncryptFor. FailNext queues faults (HTTP errors, WeChat
-// error codes, malformed bodies, delays) for the next requests.
+// error codes, malformed bodies, delays) for the next requests, and
+// FailNextAt does so for any endpoint.
+//
+// The server APIs follow WeChat's rules: POST StableTokenPath hands out
+// the app's access token (the current one in normal mode, a new one in its
+// last 5 minutes; force_refresh makes a new one and ends the old at once,
+// at most once per 30 s and 20 times a day), and PhoneNumberPath and
+// CheckSessionPath answer errcode 40001 for a token that is not live. A
+// user's Phone and CountryCode are what getuserphonenumber returns for a
+// code from PhoneCode (single use, valid 5 minutes); checksession accepts
+// the signature of the user's current SessionKey only (87009 otherwise).
+// ExpireAccessToken ends the current token as WeChat may,
+// AccessTokenRequests counts stable_token calls, and Advance moves the
+// server's clock so that a test need not wait for lifetimes and limits.
 //
 // A test of a login handler, here loginHandler(c), which answers
 // POST {"code": "..."} with mpauthx.Result as JSON (see Example_loginHandler
@@ -67,9 +81,45 @@
 //		}
 //	}
 //
-// Codes deliberately contain characters that must be escaped in a URL
-// query ('+' and '='), so a client that builds the query string by hand
-// without escaping fails every time rather than occasionally.
+// A phone-number login handler, here phoneLoginHandler(c), answering POST
+// {"code", "phoneCode"} (see mpauthx's Example_phoneLoginHandler), tested
+// in the same setting:
+//
+//	wx.AddUser(mpauthxtest.User{OpenID: "o-bob", Phone: "13800138000"})
+//	used := wx.PhoneCode("o-bob")
+//	tests := []struct { // in order: "reused" reuses the phone code of "ok"
+//		name      string
+//		phoneCode string
+//		fault     *mpauthxtest.Fault // the next getuserphonenumber's answer
+//		wantHTTP  int
+//		wantCode  mpauthx.StatusCode
+//	}{
+//		{"ok", used, nil, 200, mpauthx.StatusSuccess},
+//		{"reused", used, nil, 401, mpauthx.StatusPhoneNumberError},
+//		{"missing", "", nil, 400, mpauthx.StatusRequiredParamsMissing},
+//		{"token ended", wx.PhoneCode("o-bob"), &mpauthxtest.Fault{ErrCode: 40001}, 200, mpauthx.StatusSuccess}, // renewed, retried
+//		{"WeChat down", wx.PhoneCode("o-bob"), &mpauthxtest.Fault{Status: 500}, 502, mpauthx.StatusPhoneNumberError},
+//	}
+//	for _, tt := range tests {
+//		t.Run(tt.name, func(t *testing.T) {
+//			if tt.fault != nil {
+//				wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, *tt.fault)
+//			}
+//			body := strings.NewReader(`{"code":"` + wx.Code("o-bob") + `","phoneCode":"` + tt.phoneCode + `"}`)
+//			rec := httptest.NewRecorder()
+//			phoneLoginHandler(c).ServeHTTP(rec, httptest.NewRequest("POST", "/login/phone", body))
+//			var res mpauthx.Result
+//			json.Unmarshal(rec.Body.Bytes(), &res)
+//			if rec.Code != tt.wantHTTP || res.StatusCode != tt.wantCode {
+//				t.Errorf("POST /login/phone = %d %+v, want %d with status_code %d", rec.Code, res, tt.wantHTTP, tt.wantCode)
+//			}
+//		})
+//	}
+//
+// Codes and access tokens deliberately contain characters that must be
+// escaped in a URL query ('+' and '='), so a client that builds the query
+// string by hand without escaping fails every time rather than
+// occasionally.
 package mpauthxtest
 
 import (
@@ -124,8 +174,9 @@ var errMsgs = map[int]string{
 	41004:                     "appsecret missing",
 }
 
-// Server is a fake WeChat code2session endpoint. Its methods are safe
-// for concurrent use. Create one with NewServer and Close it when done.
+// Server is a fake WeChat: code2session, stable_token,
+// getuserphonenumber and checksession. Its methods are safe for
+// concurrent use. Create one with NewServer and Close it when done.
 type Server struct {
 	URL       string // base URL, e.g. http://127.0.0.1:PORT; use as mpauthx Config.APIBase
 	AppID     string // the only appid the server accepts
