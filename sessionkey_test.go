@@ -250,3 +250,28 @@ func TestBraceUserID(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionKeyRedisDown: with Redis down, Decrypt and CheckSessionKey
+// fail with 6000, and work again when it is back.
+func TestSessionKeyRedisDown(t *testing.T) {
+	e := newEnv(t, backends()[0], nil)
+	u := e.phoneUser("13800138000", "")
+	if _, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err != nil {
+		t.Fatal(err)
+	}
+	data, iv := e.wx.EncryptFor(u.OpenID, weRun(e.wx.AppID))
+	e.mr.SetError("LOADING Redis is loading the dataset in memory")
+	if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); mpauthx.Code(err) != mpauthx.StatusDatabaseError {
+		t.Errorf("Decrypt with Redis failing = %v, want 6000", err)
+	}
+	if _, err := e.c.CheckSessionKey(bg, u.OpenID); mpauthx.Code(err) != mpauthx.StatusDatabaseError {
+		t.Errorf("CheckSessionKey with Redis failing = %v, want 6000", err)
+	}
+	if _, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID)); mpauthx.Code(err) != mpauthx.StatusDatabaseError {
+		t.Errorf("AuthorizePhone with Redis failing = %v, want 6000", err)
+	}
+	e.mr.SetError("")
+	if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); err != nil {
+		t.Errorf("Decrypt after Redis healed = %v", err)
+	}
+}
