@@ -140,19 +140,26 @@ func (c *Client) Decrypt(ctx context.Context, userID, encryptedData, iv string) 
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
+	plain, err := c.decrypt(ctx, userID, encryptedData, iv)
+	if err != nil {
+		c.logFailure(ctx, err)
+		return nil, err
+	}
+	return plain, nil
+}
+
+// decrypt is Decrypt without its logging.
+func (c *Client) decrypt(ctx context.Context, userID, encryptedData, iv string) ([]byte, error) {
 	if err := required("userID", userID, "encryptedData", encryptedData, "iv", iv); err != nil {
 		return nil, err
 	}
 	_, sk, err := c.loadSessionKey(ctx, userID)
 	if err != nil {
-		c.logFailure(ctx, err)
 		return nil, err
 	}
 	plain, err := decryptCBC(sk, encryptedData, iv)
 	if err != nil {
-		err = newError(StatusDecryptError, "cannot decrypt encryptedData", err)
-		c.logFailure(ctx, err)
-		return nil, err
+		return nil, newError(StatusDecryptError, "cannot decrypt encryptedData", err)
 	}
 	var w struct {
 		Watermark Watermark `json:"watermark"`
@@ -161,9 +168,7 @@ func (c *Client) Decrypt(ctx context.Context, userID, encryptedData, iv string) 
 		return nil, newError(StatusDecryptError, "cannot decrypt encryptedData", errNotJSON)
 	}
 	if !hmac.Equal([]byte(w.Watermark.AppID), []byte(c.appID)) {
-		err := newError(StatusDecryptError, "encryptedData is not for this app", errWatermark)
-		c.logFailure(ctx, err)
-		return nil, err
+		return nil, newError(StatusDecryptError, "encryptedData is not for this app", errWatermark)
 	}
 	return plain, nil
 }
