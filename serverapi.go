@@ -156,4 +156,3 @@ func apiError(code StatusCode, name string, cause error) *Error {
 	}
 	return newError(code, msg, cause)
 }
-
