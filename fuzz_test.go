@@ -242,6 +242,27 @@ func FuzzBearerToken(f *testing.F) {
 	})
 }
 
+// checkReplyError fails t unless err, from a parser of a server API's
+// reply, is an *Error with code 6003, 6004 or the API's own code, or a
+// *WeChatError with a non-zero errcode.
+func checkReplyError(t *testing.T, err error, own StatusCode) {
+	t.Helper()
+	var e *Error
+	var we *WeChatError
+	switch {
+	case errors.As(err, &e):
+		if e.Code != StatusResponseIsNull && e.Code != StatusJSONParseError && e.Code != own {
+			t.Fatalf("err = %v: code %d, want 6003, 6004 or %d", err, e.Code, own)
+		}
+	case errors.As(err, &we):
+		if we.ErrCode == 0 {
+			t.Errorf("*WeChatError with errcode 0: %v", we)
+		}
+	default:
+		t.Fatalf("err = %v (%T), want an *Error or a *WeChatError", err, err)
+	}
+}
+
 func FuzzParseStableTokenReply(f *testing.F) {
 	f.Add([]byte(`{"access_token":"84_ABCdef-ghi_jkl","expires_in":7200}`))
 	f.Add([]byte(` {"errcode":0,"access_token":"t","expires_in":1} `))
@@ -261,22 +282,7 @@ func FuzzParseStableTokenReply(f *testing.F) {
 			if token != "" || ttl != 0 {
 				t.Errorf("parseStableTokenReply returned %q, %v with error %v", token, ttl, err)
 			}
-			var e *Error
-			var we *WeChatError
-			switch {
-			case errors.As(err, &e):
-				switch e.Code {
-				case StatusResponseIsNull, StatusJSONParseError, StatusAccessTokenError:
-				default:
-					t.Fatalf("err = %v: code %d, want 6003, 6004 or 6012", err, e.Code)
-				}
-			case errors.As(err, &we):
-				if we.ErrCode == 0 {
-					t.Errorf("*WeChatError with errcode 0: %v", we)
-				}
-			default:
-				t.Fatalf("err = %v (%T), want an *Error or a *WeChatError", err, err)
-			}
+			checkReplyError(t, err, StatusAccessTokenError)
 			return
 		}
 		if !validAccessToken(token) || ttl <= 0 || ttl > 24*time.Hour {
@@ -303,22 +309,7 @@ func FuzzParsePhoneReply(f *testing.F) {
 			if p != (Phone{}) || appID != "" {
 				t.Errorf("parsePhoneReply returned %+v, %q with error %v", p, appID, err)
 			}
-			var e *Error
-			var we *WeChatError
-			switch {
-			case errors.As(err, &e):
-				switch e.Code {
-				case StatusResponseIsNull, StatusJSONParseError, StatusPhoneNumberError:
-				default:
-					t.Fatalf("err = %v: code %d, want 6003, 6004 or 6013", err, e.Code)
-				}
-			case errors.As(err, &we):
-				if we.ErrCode == 0 {
-					t.Errorf("*WeChatError with errcode 0: %v", we)
-				}
-			default:
-				t.Fatalf("err = %v (%T), want an *Error or a *WeChatError", err, err)
-			}
+			checkReplyError(t, err, StatusPhoneNumberError)
 			return
 		}
 		for _, s := range []string{p.PhoneNumber, p.PurePhoneNumber, p.CountryCode} {

@@ -47,8 +47,8 @@ func TestPhoneNumber(t *testing.T) {
 			{"WeChat down", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Status: 500}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusHTTPError, 0},
 			{"not JSON", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte("<html>busy</html>")}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusJSONParseError, 0},
 			{"empty body", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte{}}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusResponseIsNull, 0},
-			{"no phone_info", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte(`{"errcode":0}`)}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, 0},
-			{"another app's watermark", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: otherApp}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, 0},
+			{"no phone_info", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: []byte(`{"errcode":0}`)}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusPhoneNumberError, 0},
+			{"another app's watermark", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{Body: otherApp}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, mpauthx.StatusPhoneNumberError, 0},
 			{"rate limited", e.wx.PhoneCode(cn.OpenID), &mpauthxtest.Fault{ErrCode: 45011}, mpauthx.Phone{}, mpauthx.StatusPhoneNumberError, 0, 45011},
 		}
 		for _, tt := range tests {

@@ -132,18 +132,14 @@ func (c *Client) cleanWeChatError(err error, token string) error {
 }
 
 // apiError wraps the failure of the WeChat API name in an *Error with
-// code, whose message names the cause without its details. An error that
-// already has code is returned as it is.
+// code, whose message names the cause without its details.
 func apiError(code StatusCode, name string, cause error) *Error {
-	var e *Error
-	if errors.As(cause, &e) && e.Code == code {
-		return e
-	}
 	msg := code.Message()
 	if name != "" {
 		msg += ": " + name
 	}
 	var we *WeChatError
+	var e *Error
 	switch {
 	case errors.As(cause, &we):
 		msg = fmt.Sprintf("%s: errcode %d (%s)", msg, we.ErrCode, weChatErrText(we.ErrCode))
@@ -151,7 +147,7 @@ func apiError(code StatusCode, name string, cause error) *Error {
 		msg += ": timed out"
 	case errors.Is(cause, context.Canceled):
 		msg += ": canceled"
-	case e != nil:
+	case errors.As(cause, &e):
 		msg += ": " + e.Message
 	}
 	return newError(code, msg, cause)

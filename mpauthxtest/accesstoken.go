@@ -144,19 +144,43 @@ type stableToken struct {
 	ExpiresIn   int64  `json:"expires_in"`
 }
 
+// start begins the answer to a server API request: it sets the
+// Content-Type, and answers (returning false) with the next fault queued
+// for path, with errcode 43002 when post is set and r is not a POST, or
+// with the errcode of r's access_token when token is set and it is not
+// live.
+func (s *Server) start(w http.ResponseWriter, r *http.Request, path string, post, token bool) bool {
+	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
+	if s.fault(w, r, path) {
+		return false
+	}
+	if post && r.Method != http.MethodPost {
+		writeErr(w, ErrCodeRequirePOST)
+		return false
+	}
+	if token {
+		if code := s.checkToken(r.URL.Query().Get("access_token")); code != 0 {
+			writeErr(w, code)
+			return false
+		}
+	}
+	return true
+}
+
+// readJSON decodes r's JSON body into v, or answers errcode 47001 and
+// returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(v); err != nil {
+		writeErr(w, ErrCodeBadJSON)
+		return false
+	}
+	return true
+}
+
 func (s *Server) handleStableToken(w http.ResponseWriter, r *http.Request) {
 	s.tokenRequests.Add(1)
-	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
-	if s.fault(w, r, StableTokenPath) {
-		return
-	}
-	if r.Method != http.MethodPost {
-		writeErr(w, ErrCodeRequirePOST)
-		return
-	}
 	var req stableTokenRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeErr(w, ErrCodeBadJSON)
+	if !s.start(w, r, StableTokenPath, true, false) || !readJSON(w, r, &req) {
 		return
 	}
 	switch {
@@ -257,21 +281,8 @@ type phoneReply struct {
 }
 
 func (s *Server) handlePhoneNumber(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
-	if s.fault(w, r, PhoneNumberPath) {
-		return
-	}
-	if r.Method != http.MethodPost {
-		writeErr(w, ErrCodeRequirePOST)
-		return
-	}
-	if code := s.checkToken(r.URL.Query().Get("access_token")); code != 0 {
-		writeErr(w, code)
-		return
-	}
 	var req phoneRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeErr(w, ErrCodeBadJSON)
+	if !s.start(w, r, PhoneNumberPath, true, true) || !readJSON(w, r, &req) {
 		return
 	}
 	if req.Code == "" {
@@ -314,15 +325,10 @@ func (s *Server) exchangePhone(code, openID string) (phoneInfo, int) {
 }
 
 func (s *Server) handleCheckSession(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
-	if s.fault(w, r, CheckSessionPath) {
+	if !s.start(w, r, CheckSessionPath, false, true) {
 		return
 	}
 	q := r.URL.Query()
-	if code := s.checkToken(q.Get("access_token")); code != 0 {
-		writeErr(w, code)
-		return
-	}
 	if q.Get("sig_method") != "hmac_sha256" {
 		writeErr(w, ErrCodeBadSigMethod)
 		return

@@ -697,15 +697,14 @@ type loginRequest struct {
 // handleLogin logs a user in: Authorize with encryptedData and iv,
 // AuthorizeCode without them. It replies with the Result JSON.
 func (d *demo) handleLogin(w http.ResponseWriter, r *http.Request) {
-	req, err := readLogin(w, r)
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, mpauthx.Result{
-			StatusCode:    mpauthx.StatusRequiredParamsMissing,
-			StatusMessage: err.Error(),
-		})
+	req, ok := readLogin(w, r)
+	if !ok {
 		return
 	}
-	var res mpauthx.Result
+	var (
+		res mpauthx.Result
+		err error
+	)
 	if req.EncryptedData == "" && req.IV == "" {
 		res, err = d.c.AuthorizeCode(r.Context(), req.Code)
 	} else {
@@ -717,20 +716,30 @@ func (d *demo) handleLogin(w http.ResponseWriter, r *http.Request) {
 // handleLoginPhone logs a user in with a login code and a phone code
 // (AuthorizePhone). It replies with the Result JSON.
 func (d *demo) handleLoginPhone(w http.ResponseWriter, r *http.Request) {
-	req, err := readLogin(w, r)
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, mpauthx.Result{
-			StatusCode:    mpauthx.StatusRequiredParamsMissing,
-			StatusMessage: err.Error(),
-		})
+	req, ok := readLogin(w, r)
+	if !ok {
 		return
 	}
 	res, err := d.c.AuthorizePhone(r.Context(), req.Code, req.PhoneCode)
 	writeJSON(w, httpStatus(err), res)
 }
 
-// readLogin reads a JSON (Content-Type application/json) or form body.
-func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
+// readLogin reads a JSON (Content-Type application/json) or form body, or
+// answers 400 with a 6001 Result and returns false.
+func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, bool) {
+	req, err := parseLogin(w, r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, mpauthx.Result{
+			StatusCode:    mpauthx.StatusRequiredParamsMissing,
+			StatusMessage: err.Error(),
+		})
+		return req, false
+	}
+	return req, true
+}
+
+// parseLogin parses a JSON (Content-Type application/json) or form body.
+func parseLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 	var req loginRequest
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
