@@ -558,7 +558,9 @@ func BenchmarkAccessToken(b *testing.B) {
 		b.Run(r.name, func(b *testing.B) {
 			w := newBenchWorld(b, r.rdb, 0)
 			// A token left by an earlier run is of a fake WeChat that is gone.
-			r.rdb.Del(bg, "mpauthx:{app:"+w.wx.AppID+"}:access_token")
+			key := "mpauthx:{app:" + w.wx.AppID + "}:access_token"
+			r.rdb.Del(bg, key)
+			b.Cleanup(func() { r.rdb.Del(bg, key) })
 			want, err := w.c.AccessToken(bg)
 			if err != nil {
 				b.Fatal(err)
