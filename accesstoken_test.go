@@ -483,6 +483,8 @@ func TestAccessTokenSecrets(t *testing.T) {
 		c := e.client(t, func(cfg *mpauthx.Config) {
 			cfg.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		})
+		clk := newFakeClock()
+		mpauthx.SetClock(c, clk.now)
 		var errs []error
 		e.wx.FailNextAt(mpauthxtest.StableTokenPath, 1, mpauthxtest.Fault{ErrCode: 40125, ErrMsg: "invalid appsecret " + e.cfg.AppSecret + " " + strings.Repeat("x", 300)})
 		_, err := c.AccessToken(bg)
@@ -491,8 +493,7 @@ func TestAccessTokenSecrets(t *testing.T) {
 		if !errors.As(err, &we) || !strings.Contains(we.ErrMsg, "REDACTED") {
 			t.Errorf("errmsg echoing the secret: %v, want it redacted", err)
 		}
-		time.Sleep(10 * time.Millisecond)
-		mpauthx.SetClock(c, func() time.Time { return time.Now().Add(time.Minute) }) // past the retry delay
+		clk.add(time.Minute) // past the retry delay
 		tok := accessToken(t, c)
 		u := e.wx.AddUser(mpauthxtest.User{OpenID: "o-secret", Phone: "13800138000"})
 		for _, path := range []string{mpauthxtest.PhoneNumberPath, mpauthxtest.CheckSessionPath} {
