@@ -200,6 +200,9 @@ func (c *Client) accessToken(ctx context.Context, rejected string) (*accessToken
 		}
 		select {
 		case <-f.done:
+			if err := c.checkOpen(); err != nil {
+				return nil, err // Close ended the refresh
+			}
 		case <-ctx.Done():
 			return nil, tokenError(fmt.Errorf("%w: waiting for the access token", ctx.Err()))
 		}
@@ -238,6 +241,8 @@ func (c *Client) refreshFlight(rejected string) *tokenFlight {
 		cancel()
 		if f.err != nil {
 			a.nextTry.Store(c.now().Add(accessTokenRetryDelay).UnixNano())
+		}
+		if f.err != nil && a.ctx.Err() == nil { // Close ending it is no failure to report
 			c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: refreshing the access token failed",
 				slog.Int("status_code", int(Code(f.err))), slog.String("error", f.err.Error()))
 		}

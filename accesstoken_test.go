@@ -581,3 +581,21 @@ func BenchmarkAccessToken(b *testing.B) {
 		})
 	}
 }
+
+// TestAccessTokenCloseDuringRefresh: Close ends a refresh in flight, and
+// the caller waiting for it gets ErrClosed.
+func TestAccessTokenCloseDuringRefresh(t *testing.T) {
+	e := newEnv(t, backends()[0], nil)
+	c := e.client(t, func(*mpauthx.Config) {})
+	e.wx.FailNextAt(mpauthxtest.StableTokenPath, 1, mpauthxtest.Fault{Delay: time.Minute})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.AccessToken(bg)
+		errc <- err
+	}()
+	waitFor(t, "the stable_token request", func() bool { return e.wx.AccessTokenRequests() == 1 })
+	c.Close()
+	if err := <-errc; !errors.Is(err, mpauthx.ErrClosed) {
+		t.Errorf("AccessToken waiting for a refresh that Close ended = %v, want ErrClosed", err)
+	}
+}
