@@ -60,12 +60,9 @@ type phoneState struct {
 	used   bool
 }
 
-// now is the server's clock: the real time plus what Advance added.
-func (s *Server) now() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return time.Now().Add(s.skew)
-}
+// clock is the server's time: the real time plus what Advance added.
+// s.mu must be held.
+func (s *Server) clock() time.Time { return time.Now().Add(s.skew) }
 
 // Advance moves the server's clock forward by d, so that a test need not
 // wait: access tokens age (and end) by d, the 30 s spacing of forced
@@ -94,7 +91,7 @@ func (s *Server) ForcedRefreshes() int {
 func (s *Server) AccessToken() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if exp, ok := s.tokens[s.current]; ok && time.Now().Add(s.skew).Before(exp) {
+	if exp, ok := s.tokens[s.current]; ok && s.clock().Before(exp) {
 		return s.current
 	}
 	return ""
@@ -124,7 +121,7 @@ func (s *Server) PhoneCode(openID string) string {
 	for {
 		c := "p+" + newCode()[2:]
 		if _, dup := s.phoneCodes[c]; !dup {
-			s.phoneCodes[c] = &phoneState{openID: openID, issued: time.Now().Add(s.skew)}
+			s.phoneCodes[c] = &phoneState{openID: openID, issued: s.clock()}
 			return c
 		}
 	}
@@ -207,7 +204,7 @@ func (s *Server) handleStableToken(w http.ResponseWriter, r *http.Request) {
 func (s *Server) stableToken(force bool) (stableToken, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().Add(s.skew)
+	now := s.clock()
 	for t, exp := range s.tokens { // forget ended tokens: they answer 40001 like unknown ones
 		if now.After(exp.Add(time.Hour)) {
 			delete(s.tokens, t)
@@ -253,7 +250,7 @@ func (s *Server) checkToken(token string) int {
 	switch {
 	case !ok:
 		return ErrCodeInvalidAccessToken
-	case !time.Now().Add(s.skew).Before(exp):
+	case !s.clock().Before(exp):
 		return ErrCodeAccessTokenExpired
 	}
 	return 0
@@ -302,7 +299,7 @@ func (s *Server) handlePhoneNumber(w http.ResponseWriter, r *http.Request) {
 func (s *Server) exchangePhone(code, openID string) (phoneInfo, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().Add(s.skew)
+	now := s.clock()
 	p, ok := s.phoneCodes[code]
 	if !ok || p.used || now.Sub(p.issued) > PhoneCodeLifetime {
 		return phoneInfo{}, ErrCodeInvalidCode
