@@ -9,6 +9,16 @@
 // stored in Redis with a TTL. Request handlers then check tokens with
 // Client.IsTokenValid or the Client.Middleware.
 //
+// Most mini programs now log in with the wx.login code alone and ask for
+// the user's phone number with a getPhoneNumber button: Client.AuthorizePhone
+// does both in one call and records the number on the user's row. It uses
+// the app's access token, which Client.AccessToken also hands out for
+// WeChat's other server APIs: fetched from stable_token, shared by every
+// instance through Redis and kept in process, renewed by one instance at a
+// time. Every login also keeps the user's session key, sealed, for
+// Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
+// Client.CheckSessionKey. See docs/phone-login.md.
+//
 // Every failure is an *Error carrying one of the status codes of the Node.js
 // original (StatusDatabaseError, StatusSessionKeyRequestError, …); Code and
 // ErrorResult turn an error into the code and the JSON reply the mini program
@@ -278,8 +288,8 @@ func isNilRedis(r redis.UniversalClient) bool {
 	return false
 }
 
-// Close releases what New opened: the batcher that coalesces
-// IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
+// Close releases what New opened: the access token's refresh in flight,
+// the batcher that coalesces IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
 // of the default HTTP client, the statements New prepared on Config.DB
 // and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and the token
