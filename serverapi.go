@@ -103,32 +103,26 @@ func (c *Client) callAPI(ctx context.Context, method, u string, body []byte) ([]
 }
 
 // redactAPI returns err without the request's query (the access token)
-// and without the app secret: a *url.Error's URL is cut to its path.
+// and without the app secret: a *url.Error's URL is cut to its path (and
+// the password of APIBase's userinfo, if any, masked).
 func (c *Client) redactAPI(err error, u string) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		path, _, _ := strings.Cut(u, "?")
-		return &url.Error{Op: ue.Op, URL: path, Err: c.redact(ue.Err)}
+		return &url.Error{Op: ue.Op, URL: redactURL(path), Err: c.redact(ue.Err)}
 	}
 	return c.redact(err)
 }
 
 // cleanWeChatError returns err with a *WeChatError's errmsg redacted (the
-// app secret and token removed) and then cut to maxErrMsgLen bytes of
-// valid UTF-8. Other errors are returned as they are.
+// access token, raw and query-escaped, and the app secret removed) and
+// then cut, by newWeChatError. Other errors are returned as they are.
 func (c *Client) cleanWeChatError(err error, token string) error {
 	var we *WeChatError
 	if !errors.As(err, &we) {
 		return err
 	}
-	msg := c.redactString(we.ErrMsg)
-	if token != "" {
-		msg = strings.ReplaceAll(msg, token, "REDACTED")
-	}
-	if len(msg) > maxErrMsgLen {
-		msg = msg[:maxErrMsgLen]
-	}
-	return &WeChatError{ErrCode: we.ErrCode, ErrMsg: strings.ToValidUTF8(msg, "?")}
+	return newWeChatError(we.ErrCode, redactSecret(we.ErrMsg, token), c.secret)
 }
 
 // apiError wraps the failure of the WeChat API name in an *Error with
