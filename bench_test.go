@@ -112,7 +112,7 @@ func newCachedBenchWorld(b *testing.B, rdb *redis.Client, n, localCache int) *be
 		ctx := context.Background()
 		rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, u := range w.users {
-				p.Unlink(ctx, w.key(u.openID))
+				p.Unlink(ctx, w.key(u.openID), w.skKey(u.openID))
 			}
 			return nil
 		})
