@@ -222,6 +222,40 @@ func TestLocalCacheOnlyLiveTokens(t *testing.T) {
 	})
 }
 
+// TestLocalCacheForgedRevokes checks that RevokeToken of made-up tokens
+// (a logout endpoint that revokes whatever token it is sent, fed forged
+// tokens of known user IDs) evicts no live entry: Redis did not change,
+// so the cache must not either.
+func TestLocalCacheForgedRevokes(t *testing.T) {
+	forEachRedis(t, withCache, func(t *testing.T, e *env) {
+		c := e.c
+		var live []string
+		for i := range 8 {
+			tok := e.login(t, e.user(fmt.Sprint("victim", i)))
+			held(t, e, c, tok)
+			live = append(live, tok)
+		}
+		for _, tok := range live {
+			for _, forged := range []string{
+				c.ExtractOpenID(tok) + "|" + e.cfg.Sku + "|" + rand.Text(), // another session
+				c.ExtractOpenID(tok) + "|other-sku|" + rand.Text(),         // another Sku
+			} {
+				if err := c.RevokeToken(bg, forged); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if n := countHeld(c, live); caches(e) && n != len(live) {
+			t.Errorf("forged revokes evicted live tokens: %d of %d held", n, len(live))
+		}
+		for _, tok := range live {
+			if !checkOf(t, c)(tok) {
+				t.Fatal("a forged revoke ended a live token")
+			}
+		}
+	})
+}
+
 // countHeld counts the tokens c's cache answers.
 func countHeld(c *mpauthx.Client, tokens []string) int {
 	n := 0

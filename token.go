@@ -224,8 +224,15 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 		return nil
 	}
 	keys := c.userKeys(userID)
-	err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, keys, s).Err() })
-	c.cache.forget(userID) // at once on this Client, without waiting for Redis's invalidation
+	var deleted int64
+	err := await(ctx, func() (err error) { deleted, err = revokeScript.Run(ctx, c.rdb, keys, s).Int64(); return err })
+	// At once on this Client, without waiting for Redis's invalidation;
+	// deleted is read only once f has returned (err nil). A token that did
+	// not match changed nothing: forgetting the user's live entry then
+	// would let forged tokens evict it.
+	if err != nil || deleted != 0 {
+		c.cache.forget(userID)
+	}
 	if err != nil {
 		err = c.storageError(ctx, "revoking the token failed", err)
 		c.logFailure(ctx, err)
