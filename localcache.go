@@ -2,6 +2,7 @@ package mpauthx
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"hash/maphash"
@@ -60,6 +61,12 @@ import (
 //     link error bumps the epoch. An entry is inserted only when neither
 //     changed since before its check was sent to Redis, so an
 //     invalidation that arrives between the read and the insert wins.
+//   - Redis announces nothing when SWAPDB swaps the Client's database for
+//     another. A canary key of the cache's own, stored in that database, is
+//     read every cacheHeartbeat through the Client's connections: the cache
+//     answers only until cacheLease after the send of the last GET that
+//     found it. A missing canary (swapped, flushed, expired, Redis
+//     restarted) empties the cache once the canary is stored again.
 //   - At most Config.LocalCache entries, in up to 64 shards of at least
 //     64 entries with a read-write lock each; a full shard evicts the
 //     entry that expires first among a few it samples.
@@ -70,12 +77,14 @@ const (
 	cacheRetryMax    = time.Second           // the longest wait between attempts to reconnect the link
 	cacheFillTimeout = time.Second           // bounds a batch of PTTLs
 	cacheShardsMax   = 64
-	cacheShardMin    = 64   // entries per shard at least, unless LocalCache is smaller
-	cacheStripes     = 1024 // generation counters, by hash of user ID
-	cacheFillQueue   = 1024 // entries waiting for their PTTL at most; more are not cached
-	cacheFillBatch   = 256  // PTTLs in one pipeline at most
-	cacheEvictSample = 5    // entries a full shard looks at to evict one
-	cachePings       = 64   // PINGs in flight that a PONG can be matched with
+	cacheShardMin    = 64               // entries per shard at least, unless LocalCache is smaller
+	cacheStripes     = 1024             // generation counters, by hash of user ID
+	cacheFillQueue   = 1024             // entries waiting for their PTTL at most; more are not cached
+	cacheFillBatch   = 256              // PTTLs in one pipeline at most
+	cacheEvictSample = 5                // entries a full shard looks at to evict one
+	cachePings       = 64               // PINGs in flight that a PONG can be matched with
+	canaryTTL        = time.Hour        // the canary key's TTL
+	canaryRefresh    = 10 * time.Minute // how often the canary key's TTL is renewed
 	cacheLinkName    = "mpauthx-localcache"
 	invalidateChan   = "__redis__:invalidate"
 )
@@ -92,6 +101,7 @@ type localCache struct {
 	gens     [cacheStripes]atomic.Uint64
 	epoch    atomic.Uint64 // bumped by every flush
 	lease    atomic.Int64  // now() before which entries may be served; 0: none
+	canaried atomic.Int64  // now() before which the canary vouches for the database; 0: not yet
 
 	rdb   redis.UniversalClient // the Client's: the fills' PTTLs
 	link  *redis.Client         // the tracking link's own client
@@ -102,6 +112,8 @@ type localCache struct {
 	ctx    context.Context // ends at close, or when Redis refuses to track
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	canaryKey string // the canary: a key of this cache's own in the Client's database
 
 	refusal atomic.Pointer[error] // why Redis cannot track, once known
 	ups     atomic.Int64          // how many times the link came up
@@ -174,10 +186,12 @@ func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Lo
 		return lc.track(ctx, cn)
 	}
 	lc.link = redis.NewClient(&opt)
-	lc.wg.Add(3)
+	lc.canaryKey = keyPrefix + "localcache-canary:" + rand.Text()
+	lc.wg.Add(4)
 	go lc.read()
 	go lc.heartbeat()
 	go lc.filler()
+	go lc.canary()
 	return lc
 }
 
@@ -235,7 +249,7 @@ func (lc *localCache) hit(userID, session string) bool {
 		return false
 	}
 	now := lc.now()
-	if now >= lc.lease.Load() {
+	if !lc.answering(now) {
 		return false
 	}
 	sh := &lc.shards[lc.hash(userID)&lc.mask]
@@ -245,6 +259,12 @@ func (lc *localCache) hit(userID, session string) bool {
 	return ok && now < e.expires && subtle.ConstantTimeCompare([]byte(e.session), []byte(session)) == 1
 }
 
+// answering reports whether the cache may answer at now: both the link's
+// lease and the canary's are live.
+func (lc *localCache) answering(now int64) bool {
+	return now < lc.lease.Load() && now < lc.canaried.Load()
+}
+
 // snapshot records the state of userID's stripe before its check is sent
 // to Redis.
 func (lc *localCache) snapshot(userID string) cacheSnap {
@@ -252,7 +272,7 @@ func (lc *localCache) snapshot(userID string) cacheSnap {
 		return cacheSnap{}
 	}
 	epoch := lc.epoch.Load()
-	if lc.now() >= lc.lease.Load() {
+	if !lc.answering(lc.now()) {
 		return cacheSnap{}
 	}
 	return cacheSnap{epoch: epoch, gen: lc.gens[lc.hash(userID)%cacheStripes].Load(), ok: true}
@@ -327,6 +347,12 @@ func (sh *cacheShard) evict(n int) {
 // Only the reader calls it, so that no PONG renews the lease in between.
 func (lc *localCache) flush() {
 	lc.lease.Store(0)
+	lc.purge()
+}
+
+// purge empties the cache, and refuses the inserts of the checks sent
+// before it.
+func (lc *localCache) purge() {
 	lc.epoch.Add(1)
 	for i := range lc.shards {
 		sh := &lc.shards[i]
@@ -560,5 +586,56 @@ func (lc *localCache) fill(batch []cacheFill) {
 		if ttl, err := cmds[i].Result(); err == nil && ttl > 0 {
 			lc.insert(f, sent+int64(ttl))
 		}
+	}
+}
+
+// canary vouches, every cacheHeartbeat once the link has answered, that
+// the Client's database is still the one whose writes the link announces:
+// Redis announces nothing when SWAPDB swaps it for another (nor when a
+// failover or a restart hands it over empty, which the link's reconnect
+// covers). It reads the canary key with the Client's connections: holding
+// the value last stored, it lets the cache answer until cacheLease after
+// that GET's send. Missing or holding another value (a database swapped
+// out and back holds an older one), the key is stored again with a new
+// value and then the cache is purged (in that order: a swap in between is
+// found by the next GET), and the next GET that finds the new value lets
+// the cache answer again. Its TTL is renewed only while it holds the
+// value (SET XX), so that a renewal cannot hide a swap.
+func (lc *localCache) canary() {
+	defer lc.wg.Done()
+	t := time.NewTicker(cacheHeartbeat)
+	defer t.Stop()
+	var (
+		want   string // the value last stored; "" before the first store
+		stored int64  // now() when it was stored or its TTL renewed
+	)
+	for {
+		select {
+		case <-lc.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if lc.ups.Load() == 0 {
+			continue // the link never answered: Redis may not track at all
+		}
+		ctx, cancel := context.WithTimeout(lc.ctx, cacheFillTimeout)
+		sent := lc.now()
+		got, err := lc.rdb.Get(ctx, lc.canaryKey).Result()
+		switch {
+		case err == nil && got == want:
+			if until := sent + int64(cacheLease); until > lc.canaried.Load() {
+				lc.canaried.Store(until) // only this goroutine writes canaried
+			}
+			if sent-stored >= int64(canaryRefresh) && lc.rdb.SetXX(ctx, lc.canaryKey, want, canaryTTL).Err() == nil {
+				stored = sent
+			}
+		case err == nil || errors.Is(err, redis.Nil):
+			v := rand.Text()
+			if lc.rdb.Set(ctx, lc.canaryKey, v, canaryTTL).Err() == nil {
+				want, stored = v, sent
+				lc.purge()
+			}
+		}
+		cancel()
 	}
 }

@@ -155,6 +155,32 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 		refusedOn(t, b, tok)
 		revokeSeen(t, e, b, u)
 	})
+	t.Run("SWAPDB", func(t *testing.T) {
+		// Redis announces no invalidation when SWAPDB swaps the Client's
+		// database for another: the cache must empty itself, and answer
+		// again for what the swapped-in database holds, each time.
+		_, e, b, admin := cacheProcEnv(t)
+		u := e.user("kay")
+		old := e.login(t, u)
+		holdOn(t, b, old)
+		swapped := func(gone string) {
+			t.Helper()
+			if err := admin.Do(bg, "swapdb", 0, 1).Err(); err != nil {
+				t.Fatal(err)
+			}
+			pollUntil(t, "emptied", func() bool { return mpauthx.CacheLen(b) == 0 })
+			tok := e.login(t, e.user("lee")) // the cache answers again
+			holdOn(t, b, tok)
+			if mpauthx.CacheHolds(b, gone) || checkOf(t, b)(gone) {
+				t.Error("the cache answers for a token of the database swapped out")
+			}
+		}
+		swapped(old)
+		cur := e.login(t, u)
+		holdOn(t, b, cur)
+		swapped(cur) // back: the first database, with its old canary
+		holdOn(t, b, old)
+	})
 	t.Run("Redis paused", func(t *testing.T) {
 		// A link that goes silent (here: the server stopped with SIGSTOP)
 		// stops the cache answering once its lease runs out, and a PONG

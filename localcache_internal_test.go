@@ -17,6 +17,7 @@ const testSku = "sku-cache"
 func testCache(size int) *localCache {
 	lc := newCacheStore(testSku, size)
 	lc.lease.Store(lc.now() + int64(time.Hour))
+	lc.canaried.Store(lc.now() + int64(time.Hour))
 	return lc
 }
 
@@ -110,6 +111,14 @@ func TestCacheHit(t *testing.T) {
 		lc.lease.Store(lc.now())
 		if lc.hit(u, s) {
 			t.Error("a hit without a lease")
+		}
+	})
+	t.Run("the canary's lease ran out", func(t *testing.T) {
+		lc := testCache(100)
+		checked(lc, u, s, func() {})
+		lc.canaried.Store(lc.now())
+		if lc.hit(u, s) || lc.snapshot(u).ok {
+			t.Error("an answer without the canary's lease")
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
