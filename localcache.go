@@ -631,11 +631,17 @@ func (lc *localCache) canary() {
 			}
 		case err == nil || errors.Is(err, redis.Nil):
 			v := rand.Text()
-			if lc.rdb.Set(ctx, lc.canaryKey, v, canaryTTL).Err() == nil {
+			if err = lc.rdb.Set(ctx, lc.canaryKey, v, canaryTTL).Err(); err == nil {
 				want, stored = v, sent
 				lc.purge()
 			}
 		}
 		cancel()
+		if noPermission(err) { // an ACL that denies the canary key: the cache could never answer
+			lc.log.LogAttrs(lc.ctx, slog.LevelWarn, "mpauthx: Config.LocalCache is off: Redis does not let mpauthx read and write its canary key (GET and SET of mpauthx:localcache-canary:*); every check reads Redis",
+				slog.String("error", err.Error()))
+			lc.cancel()
+			return
+		}
 	}
 }

@@ -203,6 +203,7 @@ func TestLocalCacheRefusedByACL(t *testing.T) {
 	for _, tc := range []struct{ name, rules string }{
 		{"no CLIENT TRACKING", "allchannels +@all -client|tracking"},
 		{"no invalidation channel", "resetchannels +@all"},
+		{"no canary key", "resetkeys ~mpauthx:{* allchannels +@all"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startRedis(t)

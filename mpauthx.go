@@ -135,7 +135,8 @@ type Config struct {
 	//
 	// It needs a *redis.Client (a server or a Sentinel failover client)
 	// on Redis 6 or later that allows CLIENT ID, CLIENT TRACKING, CLIENT
-	// SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL: the
+	// SETNAME, SUBSCRIBE to __redis__:invalidate, PING, PTTL, GET and SET (of a
+	// canary key under mpauthx:, which catches SWAPDB): the
 	// Client opens one more connection for it, named mpauthx-localcache.
 	// Elsewhere (a Cluster, a Ring, miniredis, an older server, a
 	// provider without CLIENT TRACKING) checks read Redis as without it,
