@@ -27,8 +27,9 @@ func success(token string) Result {
 // devices share one session; concurrent logins of one user all get the
 // same token.
 //
-// The token's user ID is the unionId when WeChat gives one, else the
-// openId. On failure the Result is ErrorResult(err), ready to be sent.
+// The token's user ID is the user's ID in the user table (see User): for
+// a new user the unionId when WeChat gives one, in code2session's reply
+// or in encryptedData, else the openId. On failure the Result is ErrorResult(err), ready to be sent.
 func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) (Result, error) {
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
@@ -47,15 +48,16 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 	if subtle.ConstantTimeCompare([]byte(u.OpenID), []byte(s.openID)) != 1 {
 		return c.fail(ctx, newError(StatusOpenIDMismatch, "encryptedData belongs to another user", nil))
 	}
-	userID := s.openID
-	switch {
-	case s.unionID != "":
-		userID = s.unionID
-	case u.UnionID != "":
+	unionID := s.unionID
+	if unionID == "" && u.UnionID != "" {
 		if !validUserID(u.UnionID) {
 			return c.fail(ctx, newError(StatusDecryptError, "encryptedData has an unusable unionId", nil))
 		}
-		userID = u.UnionID
+		unionID = u.UnionID
+	}
+	userID, err := c.store.resolve(ctx, s.openID, unionID)
+	if err != nil {
+		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
 	if err := c.store.upsert(ctx, userID, u); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
@@ -67,8 +69,8 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 // login now that WeChat no longer hands out real profiles: it exchanges the
 // code with code2session, adds the user to the user table if missing (an
 // existing profile is left alone) and returns the user's token, shared as in
-// Authorize. The user ID is code2session's unionid when present, else its
-// openid. On failure the Result is ErrorResult(err), ready to be sent.
+// Authorize. The user ID is the user's ID in the user table (see User): for
+// a new user code2session's unionid when present, else its openid. On failure the Result is ErrorResult(err), ready to be sent.
 func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error) {
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
@@ -80,11 +82,8 @@ func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error)
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	userID := s.openID
-	if s.unionID != "" {
-		userID = s.unionID
-	}
-	if err := c.store.ensure(ctx, userID); err != nil {
+	userID, err := c.store.resolve(ctx, s.openID, s.unionID)
+	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
 	return c.issue(ctx, userID)

@@ -27,6 +27,10 @@ const (
 // CREATE TABLE IF NOT EXISTS, which PostgreSQL does not make atomic.
 const postgresSchemaLock int64 = 0x6d706175746878
 
+// postgresSchemaLockSQL is postgresSchemaLock as an SQL literal, for the
+// migration's statements, which take no arguments.
+const postgresSchemaLockSQL = "30804336346163320"
+
 // OpenPostgres opens the PostgreSQL database of dsn for mpauthx through the
 // pgx driver (github.com/jackc/pgx/v5/stdlib), checks that it answers, and
 // creates the user table of PostgresSchema unless it exists already; an
@@ -75,6 +79,8 @@ func OpenPostgres(dsn string) (*sql.DB, error) {
 func createPostgresTable(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, postgresDialect.check); err == nil {
 		return nil
+	} else if _, terr := db.ExecContext(ctx, `SELECT FROM "user" WHERE false`); terr == nil {
+		return fmt.Errorf("the user table exists but lacks the columns of mpauthx.PostgresSchema: %w", err)
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

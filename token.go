@@ -148,11 +148,8 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
-	if userID == "" {
-		return c.fail(ctx, newError(StatusRequiredParamsMissing, "userID is required", nil))
-	}
-	if !validUserID(userID) {
-		return c.fail(ctx, newError(StatusRequiredParamsMissing, "userID is invalid: longer than 256 bytes, not printable UTF-8, or contains '|'", nil))
+	if err := checkUserID(userID); err != nil {
+		return c.fail(ctx, err)
 	}
 	found, err := c.store.exists(ctx, userID)
 	if err != nil {
