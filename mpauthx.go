@@ -1,22 +1,29 @@
 // Package mpauthx logs WeChat mini-program users in and checks their access
 // tokens.
 //
-// A mini program calls wx.login and sends the code (and, for the old
-// profile flow, encryptedData and iv) to your login handler, which calls
-// Client.Authorize or Client.AuthorizeCode. mpauthx exchanges the code with
-// WeChat's code2session, decrypts and checks the profile, registers the user
-// in an SQL table and returns an access token "<userID>|<sku>|<session>"
-// stored in Redis with a TTL. Request handlers then check tokens with
-// Client.IsTokenValid or the Client.Middleware.
+// A mini program calls wx.login and sends the code to your login handler,
+// which calls Client.AuthorizeCode; Client.AuthorizePhone also takes the
+// code of a getPhoneNumber button and records the user's phone number, and
+// Client.Authorize takes the encryptedData and iv of the old profile flow.
+// mpauthx exchanges the code with WeChat's code2session, registers the user
+// in an SQL table (SQLite, or PostgreSQL for several instances) and returns
+// an access token "<userID>|<sku>|<session>" that lives in Redis with a TTL.
+// Request handlers check tokens with Client.IsTokenValid or
+// Client.Middleware.
 //
-// Every failure is an *Error carrying one of the status codes of the Node.js
-// original (StatusDatabaseError, StatusSessionKeyRequestError, …); Code and
-// ErrorResult turn an error into the code and the JSON reply the mini program
-// expects. Secrets (the app secret, session keys, tokens) never appear in
-// errors or logs.
+// Every failure of a Client method is, or wraps, an *Error carrying a
+// status code of the Node.js original (StatusDatabaseError,
+// StatusSessionKeyRequestError, …); Code and ErrorResult turn an error into
+// the code and the JSON reply the mini program expects. Secrets (the app
+// secret, session keys, tokens) never appear in errors, logs or Results.
 //
-// The package is safe for concurrent use: a busy backend shares one Client
-// between all its goroutines.
+// A Client is safe for concurrent use: create one with New and share it.
+// Package mpauthxtest is a fake WeChat for tests.
+//
+// The repository's docs directory has the long-form pages: operations.md
+// (storage layout, Redis ACLs, several instances, failure behaviour),
+// phone-login.md, localcache.md and performance.md; SECURITY.md has the
+// threat model.
 package mpauthx
 
 import (
@@ -35,73 +42,51 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Config configures a Client. Zero values mean the documented defaults;
-// AppID, AppSecret, Sku and DB are required.
+// Config configures a Client. AppID, AppSecret, Sku and DB are required;
+// the zero value of every other field means its default.
 type Config struct {
 	// AppID and AppSecret are the mini program's credentials (required).
+	// Read AppSecret from the environment or a secret store.
 	AppID     string
 	AppSecret string
 	// Sku names the product the tokens are for (required): at most 256
 	// bytes of printable UTF-8, without '|' and without spaces at either
-	// end.
-	// Tokens of another Sku are not valid for this Client.
+	// end. Tokens of another Sku are not valid for this Client.
 	Sku string
-	// TokenTTL is the lifetime of a token: 0 means DefaultTokenTTL (72 h).
-	// Negative values and values under a millisecond are refused.
+	// TokenTTL is how long a token lives from its issue or refresh; 0 means
+	// DefaultTokenTTL (72 h). Negative values and values under a
+	// millisecond are refused.
 	TokenTTL time.Duration
-	// Redis stores the tokens: a *redis.Client, *redis.ClusterClient or
-	// *redis.Ring. The Client never closes it. When nil, New dials
-	// RedisAddr (default DefaultRedisAddr) with RedisPassword, and Close
-	// closes that connection.
+	// Redis holds the tokens: a *redis.Client, *redis.ClusterClient or
+	// *redis.Ring, which the Client never closes. Give it
+	// ContextTimeoutEnabled: true, MaxRetries: 1 and DialerRetries: 1, so
+	// that calls report a Redis that is down within milliseconds, and keep
+	// its ReadTimeout and WriteTimeout finite: they bound the batches in
+	// which concurrent calls share round trips. A Redis user with an ACL
+	// needs the commands listed in docs/operations.md.
 	//
-	// Every call returns when its ctx ends, whatever the client's options;
-	// still give your own client ContextTimeoutEnabled: true, or go-redis
-	// keeps a hung Redis's connections busy until its own socket timeouts,
-	// and consider MaxRetries: 1 and DialerRetries: 1, or each
-	// call takes over a second to report that Redis is down. The client
-	// New dials is set up this way.
-	//
-	// Concurrent IsTokenValid calls share round trips through mpauthx's
-	// own batcher, made at New: one MGET per batch on a *redis.Client,
-	// one pipeline of GETs on a *redis.ClusterClient or *redis.Ring, sent
-	// on this client. The logins' token script goes through a private
-	// go-redis automatic pipeline made at New: on a *redis.Client it
-	// shares the client's connections and the hooks added before New; on
-	// a *redis.ClusterClient it is a second client with the same options,
-	// its own connections and none of your hooks. A *redis.Ring cannot
-	// autopipeline: each login's script is its own round trip. Both send
-	// their batches on a context of their own, so that every call can
-	// return when its ctx ends: ContextTimeoutEnabled does not bound them
-	// (the client's ReadTimeout and WriteTimeout do; keep them finite),
-	// and hooks see them without the call's ctx.
-	//
-	// MGET needs the mget command if your Redis user has an ACL. A batch
-	// on a Cluster or Ring waits for its slowest node.
-	//
-	// Close fails the checks still queued (ErrClosed) and waits for the
-	// batches in flight: the checks' up to your ReadTimeout and
-	// WriteTimeout per attempt, the pipeline's up to go-redis's own limit
-	// (30 s) when Redis hangs.
+	// Nil means New dials RedisAddr with RedisPassword and those options,
+	// and Close closes that client.
 	Redis         redis.UniversalClient
-	RedisAddr     string
-	RedisPassword string
-	// DB holds the user table (required): open it with OpenSQLite (or
-	// OpenPostgres, for a table shared by several instances), or create
-	// the table yourself with Schema (PostgresSchema). New detects the SQL
-	// dialect from the driver: github.com/mattn/go-sqlite3 ("sqlite3") or
+	RedisAddr     string // used only when Redis is nil; "" means DefaultRedisAddr
+	RedisPassword string // used only when Redis is nil
+	// DB holds the user table (required): open it with OpenSQLite (one
+	// machine) or OpenPostgres (several instances), or create the table
+	// yourself with Schema or PostgresSchema. Its driver must be
+	// github.com/mattn/go-sqlite3 ("sqlite3") or
 	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
-	// APIBase is WeChat's API server: "" means DefaultAPIBase. Point it at
-	// an mpauthxtest.Server in tests.
+	// APIBase is WeChat's API server: "" means DefaultAPIBase. Set it to an
+	// mpauthxtest.Server's URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
 	// DefaultHTTPTimeout timeout that keeps enough idle connections to
 	// WeChat for many concurrent logins (Close closes them).
 	HTTPClient *http.Client
-	// Logger receives a line per failed call (never a secret or token): Warn
-	// for failures of Redis, SQL or WeChat, Info for an invalid or used
-	// code, nothing for the caller's own mistakes and cancellations. nil
-	// means no logging.
+	// Logger receives one line per failed call, never with a secret or a
+	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
+	// or used code, nothing for the caller's own mistakes and
+	// cancellations. Nil means no logging.
 	Logger *slog.Logger
 }
 
