@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // maxBatch is the most profile upserts one SQLite transaction commits.
@@ -181,11 +179,4 @@ func (b *upsertBatcher) run(batch []upsertReq) error {
 		}
 	}
 	return tx.Commit()
-}
-
-// isBusy reports whether err is SQLite's "database is locked" or "table
-// is locked": retrying row by row would only wait the busy timeout again.
-func isBusy(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 }

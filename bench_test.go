@@ -21,7 +21,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -77,35 +76,20 @@ type benchUser struct {
 	openID, sessionKey, data, iv string
 }
 
-// benchWorld is a Client with its fake WeChat, SQLite file and users. Its
-// Sku is made up, and every key it writes is deleted when b ends.
+// benchWorld is an env (see newWorld) with registered users. Its Sku is
+// made up ("bench-..."), and every key it writes is deleted when b ends.
 type benchWorld struct {
-	wx    *mpauthxtest.Server
-	rdb   *redis.Client
-	c     *mpauthx.Client
-	sku   string
+	*env
 	users []benchUser
 }
 
 // newBenchWorld builds a world on rdb with n registered users.
 func newBenchWorld(b *testing.B, rdb *redis.Client, n int) *benchWorld {
 	b.Helper()
-	w := &benchWorld{rdb: rdb, sku: "bench-" + rand.Text()[:10]}
-	w.wx = mpauthxtest.NewServer("wx-bench-app", "bench-secret-value")
-	b.Cleanup(w.wx.Close)
-	db, err := mpauthx.OpenSQLite(filepath.Join(b.TempDir(), "users.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	w.c, err = mpauthx.New(mpauthx.Config{
-		AppID: w.wx.AppID, AppSecret: w.wx.AppSecret, Sku: w.sku, TokenTTL: 10 * time.Minute,
-		Redis: rdb, DB: db, APIBase: w.wx.URL,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { w.c.Close() })
+	w := &benchWorld{env: newWorld(b)}
+	w.rdb = rdb
+	w.cfg.Redis, w.cfg.Sku, w.cfg.TokenTTL = rdb, "bench-"+rand.Text()[:10], 10*time.Minute
+	w.open(b)
 	w.users = make([]benchUser, n)
 	for i := range w.users {
 		u := w.wx.AddUser(mpauthxtest.User{
@@ -125,11 +109,6 @@ func newBenchWorld(b *testing.B, rdb *redis.Client, n int) *benchWorld {
 		})
 	})
 	return w
-}
-
-// key is the Redis key of openID's session in w's Sku.
-func (w *benchWorld) key(openID string) string {
-	return "mpauthx:{" + openID + "|" + w.sku + "}:session"
 }
 
 // loginAll logs every user in with AuthorizeCode and returns their tokens.
@@ -479,16 +458,14 @@ func stalledRedis(t *testing.T) string {
 	return l.addr()
 }
 
-// checkOnlyClient returns a Client of Sku "sku" on rdb, with a temporary
-// user table and no WeChat, for tests that only check tokens. The caller
-// closes it (before rdb).
+// checkOnlyClient returns a Client of Sku "sku" on rdb (see newWorld),
+// for tests that only check tokens. The caller closes it (before rdb).
 func checkOnlyClient(t *testing.T, rdb redis.UniversalClient) *mpauthx.Client {
 	t.Helper()
-	c, err := mpauthx.New(mpauthx.Config{AppID: "wx", AppSecret: "s", Sku: "sku", DB: tempSQLite(t), Redis: rdb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	e := newWorld(t)
+	e.cfg.Redis, e.cfg.Sku = rdb, "sku"
+	e.open(t)
+	return e.c
 }
 
 // TestIsTokenValidReturnsWhenCtxEnds checks that a check queued behind a

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,16 +399,28 @@ func TestCheckBatcherStress(t *testing.T) {
 		mr.Set(fmt.Sprint("k", i), fmt.Sprint("v", i))
 	}
 	b := newCheckBatcher(rdb)
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		answered atomic.Int64 // gets with a generous ctx that were answered
+	)
 	for g := range 100 {
 		wg.Go(func() {
 			for i := range 100 {
 				k := (g + i) % 60 // keys 50..59 are absent
-				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.N(300))*time.Microsecond)
+				// Most ctxs end within 300 µs, mid-batch; every tenth is
+				// generous and must be answered whatever the scheduling.
+				timeout, generous := time.Duration(rand.N(300))*time.Microsecond, i%10 == 0
+				if generous {
+					timeout = time.Minute
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				v, found, err := b.get(ctx, fmt.Sprint("k", k))
 				cancel()
+				if generous && err == nil {
+					answered.Add(1)
+				}
 				switch {
-				case errors.Is(err, context.DeadlineExceeded):
+				case errors.Is(err, context.DeadlineExceeded) && !generous:
 				case err != nil:
 					t.Errorf("get: %v", err)
 				case found != (k < 50) || (found && v != fmt.Sprint("v", k)):
@@ -417,6 +430,9 @@ func TestCheckBatcherStress(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if n := answered.Load(); n != 100*10 {
+		t.Errorf("%d of the %d gets with a generous ctx were answered", n, 100*10)
+	}
 	done := make(chan struct{})
 	go func() { b.close(); close(done) }()
 	within(t, done, "close did not return")
@@ -541,9 +557,9 @@ func TestCheckBatcherManyCallers(t *testing.T) {
 	if reads != goroutines*each {
 		t.Errorf("%d keys read by MGET; want %d", reads, goroutines*each)
 	}
-	if mgets*2 > reads {
-		t.Errorf("%d MGETs for %d reads; want fewer than half as many", mgets, reads)
-	}
+	// How many reads share an MGET depends on the scheduling:
+	// TestCheckBatcherBatches pins the batching rule, and
+	// BenchmarkIsTokenValid measures the round trips.
 	t.Logf("%d reads in %d MGETs", reads, mgets)
 }
 

@@ -1,13 +1,18 @@
 package mpauthx_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +33,22 @@ import (
 const (
 	envRedisAddr    = "MPAUTHX_REDIS_ADDR"
 	envRedisCluster = "MPAUTHX_REDIS_CLUSTER"
+	// envBackendsUsedDir names a directory where the suite leaves an
+	// empty file per real backend it used (redis, cluster, postgres), so
+	// that CI can tell a backend that ran from one that was skipped.
+	envBackendsUsedDir = "MPAUTHX_BACKENDS_USED_DIR"
 )
+
+// markUsed records in envBackendsUsedDir, when it is set, that this run
+// used the backend name.
+func markUsed(t testing.TB, name string) {
+	t.Helper()
+	if dir := os.Getenv(envBackendsUsedDir); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatalf("recording the use of %s: %v", name, err)
+		}
+	}
+}
 
 // backend opens one kind of Redis for a test.
 type backend struct {
@@ -46,6 +66,7 @@ func backends() []backend {
 	}}}
 	if addr := os.Getenv(envRedisAddr); addr != "" {
 		bs = append(bs, backend{name: "redis", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+			markUsed(t, "redis")
 			rdb := redis.NewClient(&redis.Options{Addr: addr})
 			t.Cleanup(func() { rdb.Close() })
 			return rdb, nil
@@ -53,6 +74,7 @@ func backends() []backend {
 	}
 	if addrs := os.Getenv(envRedisCluster); addrs != "" {
 		bs = append(bs, backend{name: "cluster", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+			markUsed(t, "cluster")
 			rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
 			t.Cleanup(func() { rdb.Close() })
 			return rdb, nil
@@ -132,7 +154,7 @@ func (l *loopback) serve(handle func(net.Conn)) {
 
 // tempSQLite opens a user table in a new SQLite file of t's, closed when
 // t ends.
-func tempSQLite(t *testing.T) *sql.DB {
+func tempSQLite(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := mpauthx.OpenSQLite(filepath.Join(t.TempDir(), "users.db"))
 	if err != nil {
@@ -173,30 +195,47 @@ func forEachRedis(t *testing.T, tweak func(*mpauthx.Config), f func(t *testing.T
 // tests sharing a real Redis never see each other's keys.
 func newEnv(t *testing.T, b backend, tweak func(*mpauthx.Config)) *env {
 	t.Helper()
+	e := newWorld(t)
+	e.rdb, e.mr = b.open(t)
+	e.cfg.Redis = e.rdb
+	if tweak != nil {
+		tweak(&e.cfg)
+	}
+	e.open(t)
+	return e
+}
+
+// newWorld builds the parts of an env that are not Redis's or the
+// Client's: a fake WeChat, a SQLite file and a Config using them, with a
+// random Sku. Set e.rdb (or e.cfg.RedisAddr) and change e.cfg, then call
+// open. Every test builds its Client this way, through newEnv or
+// directly.
+func newWorld(t testing.TB) *env {
+	t.Helper()
 	e := &env{}
 	e.wx = mpauthxtest.NewServer("wx-test-app", "s3cr3t-app-secret-value")
 	t.Cleanup(e.wx.Close)
-	e.rdb, e.mr = b.open(t)
-	db := tempSQLite(t)
-	e.db = db
+	e.db = tempSQLite(t)
 	e.cfg = mpauthx.Config{
 		AppID:     e.wx.AppID,
 		AppSecret: e.wx.AppSecret,
 		Sku:       "sku-" + rand.Text()[:10],
-		Redis:     e.rdb,
-		DB:        db,
+		DB:        e.db,
 		APIBase:   e.wx.URL,
 	}
-	if tweak != nil {
-		tweak(&e.cfg)
-	}
+	return e
+}
+
+// open makes e.c from e.cfg; it is closed when t ends (closing it again
+// is harmless).
+func (e *env) open(t testing.TB) {
+	t.Helper()
 	c, err := mpauthx.New(e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	e.c = c
-	return e
 }
 
 // user registers a WeChat user with a unique openid built from name.
@@ -207,12 +246,18 @@ func (e *env) user(name string) mpauthxtest.User {
 // login logs u in with Authorize and fails the test on error.
 func (e *env) login(t *testing.T, u mpauthxtest.User) string {
 	t.Helper()
-	data, iv := e.wx.UserInfo(u.OpenID)
-	res, err := e.c.Authorize(context.Background(), e.wx.Code(u.OpenID), data, iv)
+	tok, err := e.tryLogin(context.Background(), u)
 	if err != nil {
 		t.Fatalf("Authorize: %v", err)
 	}
-	return res.Response
+	return tok
+}
+
+// tryLogin logs u in with Authorize under ctx and returns the token.
+func (e *env) tryLogin(ctx context.Context, u mpauthxtest.User) (string, error) {
+	data, iv := e.wx.UserInfo(u.OpenID)
+	res, err := e.c.Authorize(ctx, e.wx.Code(u.OpenID), data, iv)
+	return res.Response, err
 }
 
 // key is the Redis key documented for userID's session.
@@ -245,7 +290,13 @@ func (e *env) valid(t *testing.T, token string) bool {
 // that nothing was left behind.
 func (e *env) skuKeys(t *testing.T) []string {
 	t.Helper()
-	pattern := "mpauthx:{*|" + e.cfg.Sku + "}:session"
+	return scanKeys(t, e.rdb, "mpauthx:{*|"+e.cfg.Sku+"}:session")
+}
+
+// scanKeys returns the keys of rdb matching pattern, sorted, found with
+// SCAN on a *redis.Client or on every master of a *redis.ClusterClient.
+func scanKeys(t testing.TB, rdb redis.UniversalClient, pattern string) []string {
+	t.Helper()
 	var (
 		mu   sync.Mutex
 		keys []string
@@ -260,13 +311,13 @@ func (e *env) skuKeys(t *testing.T) []string {
 		return iter.Err()
 	}
 	var err error
-	switch r := e.rdb.(type) {
+	switch r := rdb.(type) {
 	case *redis.Client:
 		err = scan(bg, r)
 	case *redis.ClusterClient:
 		err = r.ForEachMaster(bg, scan)
 	default:
-		t.Fatalf("cannot scan a %T", e.rdb)
+		t.Fatalf("cannot scan a %T", rdb)
 	}
 	if err != nil {
 		t.Fatalf("SCAN: %v", err)
@@ -307,4 +358,71 @@ func (e *env) client(t *testing.T, tweak func(*mpauthx.Config)) *mpauthx.Client 
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// closedAddr returns a loopback address nobody listens on.
+func closedAddr(t testing.TB) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+}
+
+// logBuffer collects the lines of a Logger; it is safe for concurrent
+// use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns what was logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Reset forgets what was logged so far.
+func (l *logBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
+// captureLogs returns a Logger at Debug level writing to a new logBuffer,
+// as text lines, or JSON lines when asJSON. Give each Client under test a
+// capture of its own, so that a check of its logs sees only its lines.
+func captureLogs(asJSON bool) (*slog.Logger, *logBuffer) {
+	l := &logBuffer{}
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(l, opts)), l
+	}
+	return slog.New(slog.NewTextHandler(l, opts)), l
+}
+
+// serveAuth sends GET /me with the Authorization header auth, as given
+// (none when ""), through h and returns the reply.
+func serveAuth(h http.Handler, auth string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("GET", "/me", nil)
+	if auth != "" {
+		req.Header["Authorization"] = []string{auth} // as sent, without net/http's checks
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }

@@ -46,72 +46,36 @@ func redisKinds() []redisKind {
 	}
 }
 
-// procEnv is a fault test's world around a redis-server of its own: a fake
-// WeChat, a SQLite file and a Client.
-type procEnv struct {
-	wx  *mpauthxtest.Server
-	rdb *redis.Client // the caller's client; nil when New dialled its own
-	cfg mpauthx.Config
-	c   *mpauthx.Client
-}
-
-// newProcEnv builds a procEnv on the server at addr. Everything is closed
-// when t ends (closing the Client again is harmless).
-func newProcEnv(t *testing.T, kind redisKind, addr string) *procEnv {
+// newProcEnv builds an env on the redis-server at addr, reached as kind
+// says. Everything is closed when t ends (closing the Client again is
+// harmless).
+func newProcEnv(t *testing.T, kind redisKind, addr string) *env {
 	t.Helper()
 	e := newProcWorld(t, addr)
-	e.open(t, kind)
+	openKind(t, e, kind)
 	return e
 }
 
-// newProcWorld builds the parts of a procEnv that are not the Client's:
-// the fake WeChat, the SQLite file and the Config for the server at addr.
-func newProcWorld(t *testing.T, addr string) *procEnv {
+// newProcWorld builds the parts of an env on the redis-server at addr that
+// are not the Client's: the fake WeChat, the SQLite file and the Config.
+func newProcWorld(t *testing.T, addr string) *env {
 	t.Helper()
-	e := &procEnv{wx: mpauthxtest.NewServer("wx-fault-app", "fault-app-secret-value")}
-	t.Cleanup(e.wx.Close)
-	db := tempSQLite(t)
-	e.cfg = mpauthx.Config{AppID: e.wx.AppID, AppSecret: e.wx.AppSecret, Sku: "faults", DB: db, APIBase: e.wx.URL, RedisAddr: addr}
+	e := newWorld(t)
+	e.cfg.RedisAddr = addr
 	return e
 }
 
-// open creates the Client, and the caller's Redis client first if kind
-// has one.
-func (e *procEnv) open(t *testing.T, kind redisKind) {
+// openKind creates e's Client, and the caller's Redis client first if
+// kind has one; without, New dials e.cfg.RedisAddr itself and e.rdb stays
+// nil.
+func openKind(t *testing.T, e *env, kind redisKind) {
 	t.Helper()
 	if kind.client != nil {
-		e.rdb = kind.client(e.cfg.RedisAddr)
-		t.Cleanup(func() { e.rdb.Close() })
-		e.cfg.Redis = e.rdb
+		rdb := kind.client(e.cfg.RedisAddr)
+		t.Cleanup(func() { rdb.Close() })
+		e.rdb, e.cfg.Redis = rdb, rdb
 	}
-	c, err := mpauthx.New(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	e.c = c
-}
-
-// user registers a WeChat user whose openid starts with name.
-func (e *procEnv) user(name string) mpauthxtest.User {
-	return e.wx.AddUser(mpauthxtest.User{OpenID: "o" + name + "-" + rand.Text()[:8], NickName: name, City: "Shenzhen"})
-}
-
-// login logs u in with Authorize and returns the token.
-func (e *procEnv) login(ctx context.Context, u mpauthxtest.User) (string, error) {
-	data, iv := e.wx.UserInfo(u.OpenID)
-	res, err := e.c.Authorize(ctx, e.wx.Code(u.OpenID), data, iv)
-	return res.Response, err
-}
-
-// mustLogin logs u in and fails the test on error.
-func (e *procEnv) mustLogin(t *testing.T, u mpauthxtest.User) string {
-	t.Helper()
-	tok, err := e.login(bg, u)
-	if err != nil {
-		t.Fatalf("Authorize: %v", err)
-	}
-	return tok
+	e.open(t)
 }
 
 // TestRedisSlow checks that every call that needs Redis honours its ctx
@@ -122,8 +86,9 @@ func (e *procEnv) mustLogin(t *testing.T, u mpauthxtest.User) string {
 func TestRedisSlow(t *testing.T) {
 	const (
 		callTimeout = 200 * time.Millisecond
-		pauseFor    = 2 * time.Second // DEBUG SLEEP 2
-		each        = 4               // concurrent calls of each kind
+		pauseFor    = 2 * time.Second  // DEBUG SLEEP 2
+		stopGuard   = 60 * time.Second // SIGCONT if the calls hang on a stopped Redis
+		each        = 4                // concurrent calls of each kind
 	)
 	pauses := []struct {
 		name string
@@ -154,9 +119,10 @@ func TestRedisSlow(t *testing.T) {
 		}},
 		{"SIGSTOP", func(t *testing.T, p *redisProc) (func() bool, func()) {
 			p.Pause()
-			// Like DEBUG SLEEP 2, the pause ends by itself: a call that
-			// waits for Redis instead of its ctx sees it answer again.
-			cont := time.AfterFunc(pauseFor, p.Resume)
+			// The pause lasts until the calls have returned: a call that
+			// waits for Redis instead of its ctx sees it answer again
+			// only after stopGuard, a hang guard, and fails the test.
+			cont := time.AfterFunc(stopGuard, p.Resume)
 			return func() bool { return unresponsive(p) }, func() {
 				cont.Stop()
 				p.Resume()
@@ -175,10 +141,10 @@ func TestRedisSlow(t *testing.T) {
 			e := newProcEnv(t, kind, p.Addr())
 			for _, pz := range pauses {
 				t.Run(pz.name, func(t *testing.T) {
-					checked := e.mustLogin(t, e.user("check"))
+					checked := e.login(t, e.user("check"))
 					refreshed := e.user("refresh")
-					e.mustLogin(t, refreshed)
-					revoked := e.mustLogin(t, e.user("revoke"))
+					e.login(t, refreshed)
+					revoked := e.login(t, e.user("revoke"))
 					type call struct {
 						name string
 						call func(ctx context.Context) error
@@ -230,12 +196,19 @@ func TestRedisSlow(t *testing.T) {
 					}
 					t.Logf("%d calls with a %v ctx returned after %v .. %v", len(calls), callTimeout, slices.Min(took), slices.Max(took))
 
-					// Redis answers again: every call works.
-					tok := e.mustLogin(t, e.user("after"))
+					// Redis answers again: every call works. A call that gave
+					// up at its ctx may still take effect once Redis wakes
+					// (its command had been sent): a late RefreshToken of
+					// refreshed could replace any token issued for it now.
+					// So these calls are made for users the calls above never
+					// touched.
+					tok := e.login(t, e.user("after"))
 					if !e.valid(t, tok) {
 						t.Fatal("a token issued after the pause is not valid")
 					}
-					res, err := e.c.RefreshToken(bg, refreshed.OpenID)
+					again := e.user("refresh-after")
+					e.login(t, again)
+					res, err := e.c.RefreshToken(bg, again.OpenID)
 					if err != nil {
 						t.Fatalf("RefreshToken after the pause: %v", err)
 					}
@@ -252,19 +225,6 @@ func TestRedisSlow(t *testing.T) {
 			}
 		})
 	}
-}
-
-// valid reports IsTokenValid with a generous ctx and fails the test on
-// error.
-func (e *procEnv) valid(t *testing.T, token string) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(bg, 5*time.Second)
-	defer cancel()
-	ok, err := e.c.IsTokenValid(ctx, token)
-	if err != nil {
-		t.Fatalf("IsTokenValid: %v", err)
-	}
-	return ok
 }
 
 // unresponsive reports whether the server at p accepts a connection but
@@ -307,15 +267,15 @@ type loadCall struct {
 // TestRedisKilledUnderLoad kills a persistent Redis (appendfsync always)
 // with SIGKILL while goroutines log users in and check tokens, keeps it
 // down for a while and restarts it on the same port and directory. During
-// the outage every call fails fast with 6000 (well before its 5 s ctx);
-// after the restart every kind of call works again within a bounded wait,
+// the outage every call fails with 6000, not by running into its ctx (a
+// hang guard); after the restart every kind of call works again,
 // every token issued before the kill is still valid, every key has a TTL,
 // and closing the Client leaves no goroutine behind.
 func TestRedisKilledUnderLoad(t *testing.T) {
 	const (
 		workers      = 4
-		callTimeout  = 5 * time.Second  // generous: a failing call must not need it
-		recoverBound = 10 * time.Second // the restart must heal within this
+		callTimeout  = 30 * time.Second // a hang guard: a failing call must not need it
+		recoverBound = 2 * time.Minute  // a hang guard: the restart must heal eventually
 		wantUp       = 40               // logins before the kill
 		wantDown     = 3 * workers      // calls wholly inside the outage
 		wantAfter    = 3 * workers      // calls after recovery
@@ -325,7 +285,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 			p := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 			e := newProcWorld(t, p.Addr())
 			leaks := goleak.IgnoreCurrent()
-			e.open(t, kind)
+			openKind(t, e, kind)
 
 			var (
 				phase  atomic.Int32
@@ -377,7 +337,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 						var login loadCall
 						if (w+i)%2 == 0 {
 							login = do("Authorize", func(ctx context.Context) (loadCall, error) {
-								tok, err := e.login(ctx, u)
+								tok, err := e.tryLogin(ctx, u)
 								return loadCall{token: tok}, err
 							})
 						} else {
@@ -428,7 +388,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 			healed := func() bool {
 				ctx, cancel := context.WithTimeout(bg, callTimeout)
 				defer cancel()
-				probeTok, lastErr = e.login(ctx, probe)
+				probeTok, lastErr = e.tryLogin(ctx, probe)
 				if lastErr != nil {
 					return false
 				}
@@ -514,19 +474,14 @@ func checkTTLs(t *testing.T, addr string, min int) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	n := 0
-	iter := rdb.Scan(bg, 0, "*", 1000).Iterator()
-	for iter.Next(bg) {
-		n++
-		if ttl, err := rdb.PTTL(bg, iter.Val()).Result(); err != nil || ttl <= 0 {
-			t.Errorf("key %q: PTTL %v, %v; want a TTL", iter.Val(), ttl, err)
+	keys := scanKeys(t, rdb, "*")
+	for _, k := range keys {
+		if ttl, err := rdb.PTTL(bg, k).Result(); err != nil || ttl <= 0 {
+			t.Errorf("key %q: PTTL %v, %v; want a TTL", k, ttl, err)
 		}
 	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n < min {
-		t.Fatalf("%d keys for %d live tokens", n, min)
+	if len(keys) < min {
+		t.Fatalf("%d keys for %d live tokens", len(keys), min)
 	}
 }
 

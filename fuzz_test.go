@@ -55,6 +55,7 @@ func FuzzDecryptPlaintext(f *testing.F) {
 	f.Add([]byte(`{"watermark":{"appid":"wxtest"}}`))
 	f.Add([]byte(`{"watermark":{"appid":"wxother"}}`))
 	f.Add([]byte(`{"watermark":null}`))
+	f.Add([]byte(`{"errcode":40125,"errmsg":"` + strings.Repeat("x", maxErrMsgLen-8) + fuzzSecret + `"}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(``))
@@ -74,6 +75,9 @@ func FuzzDecryptPlaintext(f *testing.F) {
 	})
 }
 
+// fuzzSecret is the AppSecret FuzzParseSessionReply gives the parser.
+const fuzzSecret = "fuzz-app-secret"
+
 func FuzzParseSessionReply(f *testing.F) {
 	f.Add([]byte(`{"openid":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","session_key":"tiihtNczf5v6AKRyjwEUhQ==","unionid":"ocMvos6NjeKLIBqg5Mr9QjxrP1FA"}`))
 	f.Add([]byte(`{"openid":"o","session_key":"k"}`))
@@ -92,7 +96,7 @@ func FuzzParseSessionReply(f *testing.F) {
 	f.Add([]byte(`<html></html>`))
 	f.Add([]byte(strings.Repeat("[", 20000)))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		s, err := parseSessionReply(body)
+		s, err := parseSessionReply(body, fuzzSecret)
 		if err != nil {
 			if s != (session{}) {
 				t.Errorf("parseSessionReply returned %+v with error %v", s, err)
@@ -115,6 +119,9 @@ func FuzzParseSessionReply(f *testing.F) {
 				}
 				if !utf8.ValidString(we.ErrMsg) {
 					t.Errorf("ErrMsg %q is not valid UTF-8", we.ErrMsg)
+				}
+				if strings.Contains(we.ErrMsg, fuzzSecret) {
+					t.Errorf("ErrMsg %q holds the secret", we.ErrMsg)
 				}
 			default:
 				t.Fatalf("err = %v (%T), want an *Error or a *WeChatError", err, err)

@@ -33,14 +33,9 @@ const mib = 1 << 20
 // c's Middleware and returns the reply; next must not be reached.
 func serveMiddleware(t *testing.T, c *mpauthx.Client, h string) *httptest.ResponseRecorder {
 	t.Helper()
-	mw := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return serveAuth(c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Error("the Middleware let a hostile token through")
-	}))
-	req := httptest.NewRequest("GET", "/me", nil)
-	req.Header["Authorization"] = []string{h} // as sent, without net/http's checks
-	rec := httptest.NewRecorder()
-	mw.ServeHTTP(rec, req)
-	return rec
+	})), h)
 }
 
 // TestHostileTokens hands huge and binary tokens to every method that takes
@@ -498,6 +493,55 @@ func TestHugeEncryptedData(t *testing.T) {
 		}
 		if keys := e.skuKeys(t); len(keys) != 0 {
 			t.Fatalf("keys after failed logins: %q", keys)
+		}
+	})
+}
+
+// TestHostileProfilesStored logs in users whose decrypted profile holds
+// what one database accepts and the other refuses: a NUL character in a
+// text field, a gender outside PostgreSQL's 32-bit integer, an overlong
+// field. Every login must succeed on every backend, SQLite and
+// PostgreSQL alike, and store the same normalised profile.
+func TestHostileProfilesStored(t *testing.T) {
+	long := strings.Repeat("中", 400) // 1200 bytes
+	tests := []struct {
+		name string
+		in   mpauthxtest.User
+		want [6]string // nickName, city, country, province, language, gender as stored
+	}{
+		{"NUL in the nickname", mpauthxtest.User{NickName: "nul\x00nick", City: "a\x00", Gender: 2},
+			[6]string{"nulnick", "a", "", "", "", "2"}},
+		{"gender 2^31", mpauthxtest.User{NickName: "big", Gender: 1 << 31},
+			[6]string{"big", "", "", "", "", "0"}},
+		{"gender 2^40", mpauthxtest.User{NickName: "huge", Gender: 1 << 40},
+			[6]string{"huge", "", "", "", "", "0"}},
+		{"gender -1", mpauthxtest.User{NickName: "neg", Gender: -1},
+			[6]string{"neg", "", "", "", "", "0"}},
+		{"gender 3", mpauthxtest.User{NickName: "three", Gender: 3, Language: "zh_CN"},
+			[6]string{"three", "", "", "", "zh_CN", "0"}},
+		{"overlong fields", mpauthxtest.User{NickName: long, Province: long, Country: "CN"},
+			[6]string{strings.Repeat("中", 85), "", "CN", strings.Repeat("中", 85), "", "0"}},
+	}
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				in := tt.in
+				in.OpenID = "o-profile-" + rand.Text()[:10]
+				u := e.wx.AddUser(in)
+				token := e.login(t, u)
+				if !e.valid(t, token) {
+					t.Fatal("the login's token is not valid")
+				}
+				var got [6]string
+				if err := e.queryRow(`SELECT coalesce(nickName, ''), coalesce(city, ''), coalesce(country, ''), coalesce(province, ''),
+					coalesce(language, ''), coalesce(gender, 0) FROM user WHERE openId = ?`, u.OpenID).
+					Scan(&got[0], &got[1], &got[2], &got[3], &got[4], &got[5]); err != nil {
+					t.Fatal(err)
+				}
+				if got != tt.want {
+					t.Errorf("stored %q, want %q", got, tt.want)
+				}
+			})
 		}
 	})
 }

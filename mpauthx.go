@@ -82,6 +82,14 @@ type Config struct {
 	// HTTPClient calls WeChat: nil means a client with a
 	// DefaultHTTPTimeout timeout that keeps enough idle connections to
 	// WeChat for many concurrent logins (Close closes them).
+	//
+	// Redirects are never followed, whichever client: WeChat's API does
+	// not redirect, and following one would send the request's query (the
+	// AppSecret, the user's code) to the new host, in its URL and in the
+	// Referer header. New uses a copy of HTTPClient whose CheckRedirect
+	// refuses them (your client is left as it is; its Transport, Jar and
+	// Timeout are shared), so a 3xx reply fails the call like any reply
+	// other than 200 (StatusHTTPError inside StatusSessionKeyRequestError).
 	HTTPClient *http.Client
 	// Logger receives one line per failed call, never with a secret or a
 	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
@@ -90,11 +98,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// String returns the Config with the secrets redacted, so that printing
-// or logging a Config does not leak them.
+// String returns the Config without its secrets: AppSecret reads
+// REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
+// and the password of APIBase's userinfo is masked.
+//
+// fmt uses String (and GoString for %#v), and slog uses LogValue, when they
+// are given a Config or *Config, or a struct holding one in an exported
+// field. They cannot call methods on an unexported field: printing a
+// struct of yours that keeps a Config in an unexported field with %v or
+// %+v prints AppSecret and RedisPassword in clear, and so does slog's
+// default formatting of it. Do not print such a struct, or give it a
+// String (and LogValue) method of its own.
 func (cfg Config) String() string {
 	return fmt.Sprintf("mpauthx.Config{AppID:%q AppSecret:REDACTED Sku:%q TokenTTL:%v RedisAddr:%q APIBase:%q}",
-		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, cfg.APIBase)
+		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, redactURL(cfg.APIBase))
 }
 
 // GoString implements fmt.GoStringer, so that %#v redacts the secrets too.
@@ -104,6 +121,13 @@ func (cfg Config) GoString() string { return cfg.String() }
 func (cfg Config) LogValue() slog.Value {
 	return slog.StringValue(cfg.String())
 }
+
+// refuseRedirect is the CheckRedirect of the Client's HTTP client. WeChat's
+// API never redirects, and following a redirect would carry the request's
+// query (the AppSecret, the user's code) to another host, in the new URL
+// and in the Referer header. The 3xx reply is returned as it is, and
+// fails as any reply other than 200 does.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // maxIdleWeChatConns is how many idle connections to WeChat the default
 // HTTP client keeps: more than the logins a busy server has in flight.
@@ -159,7 +183,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", base)
+		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", redactURL(base))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
 	defer cancel()
@@ -181,8 +205,13 @@ func New(cfg Config) (*Client, error) {
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
 	}
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: DefaultHTTPTimeout}
+	if c.hc != nil {
+		// A copy, so that the caller's own client keeps its CheckRedirect.
+		hc := *c.hc
+		hc.CheckRedirect = refuseRedirect
+		c.hc = &hc
+	} else {
+		c.hc = &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: refuseRedirect}
 		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 			// The default transport keeps 2 idle connections per host:
 			// with more logins in flight, each of the others would dial

@@ -41,7 +41,9 @@ const postgresSchemaLockSQL = "30804336346163320"
 //
 // dsn is a pgx connection string, a URL such as
 // "postgres://app:password@db.internal:5432/app?sslmode=verify-full" or
-// key=value pairs; a search_path parameter selects the schema. The pool
+// key=value pairs; a search_path parameter selects the schema. An error
+// never holds the dsn's password: one that does not parse is not quoted at
+// all, and one that cannot connect is named by its user, database and host. The pool
 // keeps up to 10 connections open (change it with SetMaxOpenConns and
 // SetMaxIdleConns). The caller owns the returned *sql.DB and closes it.
 //
@@ -52,11 +54,14 @@ func OpenPostgres(dsn string) (*sql.DB, error) {
 	if dsn == "" {
 		return nil, errors.New("mpauthx: OpenPostgres: empty dsn")
 	}
-	// pgx redacts the password from its parse errors, and no error below
-	// repeats the dsn.
+	// pgx's parse errors quote the dsn with its password masked, but the
+	// masking misses some forms (a key=value password with an escaped
+	// space, an unterminated quote): no part of the dsn goes into the
+	// error. pgx's connect errors name the user, database and host, never
+	// the password.
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("mpauthx: OpenPostgres: %w", err)
+		return nil, errors.New("mpauthx: OpenPostgres: cannot parse the dsn (want a postgres:// URL or key=value pairs)")
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(postgresMaxConns)
@@ -80,7 +85,12 @@ func createPostgresTable(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, postgresDialect.check); err == nil {
 		return nil
 	} else if _, terr := db.ExecContext(ctx, `SELECT FROM "user" WHERE false`); terr == nil {
-		return fmt.Errorf("the user table exists but lacks the columns of mpauthx.PostgresSchema: %w", err)
+		// The table exists: made by another instance since the check
+		// (then the check passes now), or one without our columns.
+		if _, err := db.ExecContext(ctx, postgresDialect.check); err != nil {
+			return fmt.Errorf("the user table exists but lacks the columns of mpauthx.PostgresSchema: %w", err)
+		}
+		return nil
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

@@ -62,17 +62,6 @@ func startRedis(t *testing.T, extra ...string) *redisProc {
 	return p
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Addr returns the server's host:port.
 func (p *redisProc) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))

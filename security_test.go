@@ -1,7 +1,6 @@
 package mpauthx_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -10,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -131,18 +128,6 @@ func (s *leakScan) check(logs string) {
 	}
 }
 
-// closedAddr returns a loopback address nobody listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // roundTripFunc is an http.RoundTripper made of a function.
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
@@ -165,11 +150,7 @@ func (r echoReader) Read([]byte) (int, error) {
 // replies and the JSON logs at Debug level.
 func TestNoSecretLeaksEverywhere(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
-		var (
-			logs bytes.Buffer
-			mu   sync.Mutex
-		)
-		logger := slog.New(slog.NewJSONHandler(lockedWriter{&logs, &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logger, logs := captureLogs(true) // this backend's alone
 		keyB64 := base64.StdEncoding.EncodeToString([]byte(leakRawKey))
 		s := &leakScan{t: t}
 		s.secret(leakAppSecret, "Sup3rSecret", keyB64, strings.TrimRight(keyB64, "="), leakRawKey, "SESSIONKEY",
@@ -431,9 +412,7 @@ func TestNoSecretLeaksEverywhere(t *testing.T) {
 			}
 		})
 
-		mu.Lock()
 		out := logs.String()
-		mu.Unlock()
 		// The scan proves something only if the failures were logged.
 		for _, code := range []string{"6000", "6008", "6011", "9999"} {
 			if !strings.Contains(out, `"status_code":`+code) {
@@ -453,12 +432,7 @@ func TestNoSecretLeaksEverywhere(t *testing.T) {
 // serveMiddlewareOK sends a request with the Authorization header h through
 // c's Middleware, whose next handler answers 200.
 func serveMiddlewareOK(c *mpauthx.Client, h string) *httptest.ResponseRecorder {
-	mw := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	req := httptest.NewRequest("GET", "/me", nil)
-	req.Header.Set("Authorization", h)
-	rec := httptest.NewRecorder()
-	mw.ServeHTTP(rec, req)
-	return rec
+	return serveAuth(c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})), h)
 }
 
 // bareSQLite returns an SQLite database without the user table.
@@ -587,4 +561,52 @@ func TestTokenSessionsAreRandom(t *testing.T) {
 	}
 	t.Logf("%d sessions of %d bits: chi-square %.1f (31 df) overall, %.1f (806 df) per position; worst bit %.1f sd off",
 		n, length*5, chi2(overall[:], n*length), xPos, worst/(math.Sqrt(n)/2))
+}
+
+// TestRedirectsNotFollowed checks that a redirect from the API server is
+// not followed, with the default HTTP client and with the caller's: the
+// call fails with StatusHTTPError inside StatusSessionKeyRequestError, and
+// the host redirected to never sees the request, its query or a Referer
+// holding the AppSecret or the code. The caller's client keeps its own
+// CheckRedirect.
+func TestRedirectsNotFollowed(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string // what the redirect target received
+	)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.String()+" Referer: "+r.Header.Get("Referer"))
+		mu.Unlock()
+		w.Write([]byte(`{"openid":"o-evil","session_key":"AAAAAAAAAAAAAAAAAAAAAA=="}`))
+	}))
+	defer target.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/collect", http.StatusFound)
+	}))
+	defer redirect.Close()
+	callerCheck := func(*http.Request, []*http.Request) error { return nil }
+	for name, hc := range map[string]*http.Client{
+		"default client":                        nil,
+		"caller's client":                       {Timeout: 5 * time.Second, CheckRedirect: callerCheck},
+		"caller's client without CheckRedirect": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, backends()[0], func(c *mpauthx.Config) { c.APIBase, c.HTTPClient = redirect.URL, hc })
+			_, err := e.c.AuthorizeCode(bg, "the-code")
+			var inner *mpauthx.Error
+			if mpauthx.Code(err) != mpauthx.StatusSessionKeyRequestError || !errors.As(errors.Unwrap(err), &inner) || inner.Code != mpauthx.StatusHTTPError {
+				t.Fatalf("AuthorizeCode through a redirect: %v, want 6002 inside 6008", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) > 0 {
+				t.Fatalf("the redirect was followed: the target got %q", seen)
+			}
+			if hc != nil && (hc.CheckRedirect == nil) != (name == "caller's client without CheckRedirect") ||
+				hc != nil && hc.CheckRedirect != nil && hc.CheckRedirect(nil, nil) != nil {
+				t.Error("New changed the caller's CheckRedirect")
+			}
+		})
+	}
 }

@@ -344,9 +344,10 @@ func (s *store) find(ctx context.Context, openID, unionID string) (id string, la
 	return id, lacksOpenID, lacksUnionID, err == nil, err
 }
 
-// upsert adds or updates userID's row with the profile u.
+// upsert adds or updates userID's row with the profile u, normalised.
 func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
-	args := []any{userID, u.City, u.Country, u.Gender, u.Language, u.NickName, u.Province}
+	p := normalizeProfile(u)
+	args := []any{userID, p.city, p.country, p.gender, p.language, p.nickName, p.province}
 	if s.batch != nil {
 		return s.batch.upsert(ctx, args...)
 	}
@@ -382,7 +383,13 @@ func (s *store) user(ctx context.Context, userID string) (u User, found bool, er
 // Client inside a transaction of this *sql.DB or while iterating its Rows,
 // and keep your own tables on another *sql.DB. The caller owns the
 // returned *sql.DB and closes it.
+//
+// SQLite needs cgo: in a build with CGO_ENABLED=0, OpenSQLite returns an
+// error saying so (the rest of the package works, with PostgreSQL).
 func OpenSQLite(path string) (*sql.DB, error) {
+	if errNoSQLite != nil {
+		return nil, errNoSQLite
+	}
 	if path == "" {
 		return nil, errors.New("mpauthx: OpenSQLite: empty path")
 	}

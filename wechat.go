@@ -115,18 +115,14 @@ func (c *Client) code2SessionOnce(ctx context.Context, code string) (session, er
 	if len(body) > maxBodyBytes {
 		return session{}, newError(StatusHTTPResponseError, "code2session reply exceeds 1 MiB", nil)
 	}
-	s, err := parseSessionReply(body)
-	var we *WeChatError
-	if errors.As(err, &we) {
-		we.ErrMsg = c.redactString(we.ErrMsg)
-	}
-	return s, err
+	return parseSessionReply(body, c.secret)
 }
 
 // parseSessionReply parses code2session's body, whatever its Content-Type.
 // It returns an *Error (empty body, not JSON, openid or session_key missing
-// or unusable) or a *WeChatError for a non-zero errcode.
-func parseSessionReply(body []byte) (session, error) {
+// or unusable) or a *WeChatError for a non-zero errcode, made by
+// newWeChatError with secret.
+func parseSessionReply(body []byte, secret string) (session, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return session{}, newError(StatusResponseIsNull, "code2session reply is empty", nil)
@@ -136,11 +132,7 @@ func parseSessionReply(body []byte) (session, error) {
 		return session{}, newError(StatusJSONParseError, "code2session reply is not JSON", nil)
 	}
 	if r.ErrCode != 0 {
-		msg := r.ErrMsg
-		if len(msg) > maxErrMsgLen {
-			msg = msg[:maxErrMsgLen]
-		}
-		return session{}, &WeChatError{ErrCode: r.ErrCode, ErrMsg: strings.ToValidUTF8(msg, "?")}
+		return session{}, newWeChatError(r.ErrCode, r.ErrMsg, secret)
 	}
 	if r.OpenID == "" || r.SessionKey == "" {
 		return session{}, newError(StatusSessionKeyRequestError, "code2session reply lacks openid or session_key", nil)
@@ -153,25 +145,53 @@ func parseSessionReply(body []byte) (session, error) {
 
 // redact returns err with the app secret removed from its text. A
 // *url.Error carries the whole URL, secret and code included: its URL is
-// replaced by one whose secret and js_code read REDACTED. errors.Is and
+// replaced by one whose secret and js_code read REDACTED (and whose
+// userinfo password, if APIBase has one, is masked). errors.Is and
 // errors.As still reach the original causes (a context error, a
 // *net.OpError), except a cause whose own text holds the secret.
 func (c *Client) redact(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		u := c.sessionURL + "?appid=" + url.QueryEscape(c.appID) + "&secret=REDACTED&js_code=REDACTED&grant_type=authorization_code"
+		u := redactURL(c.sessionURL) + "?appid=" + url.QueryEscape(c.appID) + "&secret=REDACTED&js_code=REDACTED&grant_type=authorization_code"
 		return &url.Error{Op: ue.Op, URL: u, Err: redactedError{err: ue.Err, c: c}}
 	}
 	return redactedError{err: err, c: c}
 }
 
+// newWeChatError is the *WeChatError of an errcode and errmsg from any of
+// WeChat's APIs. secret (the AppSecret) is removed from errmsg before
+// errmsg is cut to maxErrMsgLen bytes and made valid UTF-8, so that no part
+// of a secret that straddles the cut survives. Every WeChat endpoint builds
+// its *WeChatError here.
+func newWeChatError(errCode int, errMsg, secret string) *WeChatError {
+	msg := redactSecret(errMsg, secret)
+	if len(msg) > maxErrMsgLen {
+		msg = msg[:maxErrMsgLen]
+	}
+	return &WeChatError{ErrCode: errCode, ErrMsg: strings.ToValidUTF8(msg, "?")}
+}
+
+// redactURL returns raw with the password of its userinfo (an APIBase
+// such as http://user:pw@proxy) masked, as url.URL.Redacted does, for
+// error texts. A raw URL that does not parse is not shown at all.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
+}
+
 // redactString removes the app secret, raw and query-escaped, from s.
-func (c *Client) redactString(s string) string {
-	if c.secret == "" {
+func (c *Client) redactString(s string) string { return redactSecret(s, c.secret) }
+
+// redactSecret removes secret, raw and query-escaped, from s.
+func redactSecret(s, secret string) string {
+	if secret == "" {
 		return s
 	}
-	s = strings.ReplaceAll(s, c.secret, "REDACTED")
-	if esc := url.QueryEscape(c.secret); esc != c.secret {
+	s = strings.ReplaceAll(s, secret, "REDACTED")
+	if esc := url.QueryEscape(secret); esc != secret {
 		s = strings.ReplaceAll(s, esc, "REDACTED")
 	}
 	return s

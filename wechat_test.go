@@ -85,7 +85,7 @@ func TestParseSessionReply(t *testing.T) {
 						t.Fatalf("parseSessionReply panicked: %v", r)
 					}
 				}()
-				s, err = parseSessionReply([]byte(tt.body))
+				s, err = parseSessionReply([]byte(tt.body), "")
 			}()
 			switch {
 			case tt.anyErr:
@@ -133,6 +133,54 @@ func TestParseSessionReply(t *testing.T) {
 	}
 }
 
+// TestNewWeChatErrorRedactsBeforeCut checks that the AppSecret is taken
+// out of an errmsg before it is cut to maxErrMsgLen bytes: a secret that
+// straddles the cut must leave none of itself behind, raw or
+// query-escaped, in ErrMsg or in the text of the 6008 that wraps it.
+func TestNewWeChatErrorRedactsBeforeCut(t *testing.T) {
+	const secret = "top secret/+&=" // 14 bytes, query-escaped 24
+	esc := url.QueryEscape(secret)
+	tests := []struct {
+		name, msg string
+	}{
+		{"raw secret across the cut", strings.Repeat("x", maxErrMsgLen-7) + secret + " tail"},
+		{"escaped secret across the cut", strings.Repeat("x", maxErrMsgLen-12) + esc + " tail"},
+		{"raw secret ending at the cut", strings.Repeat("x", maxErrMsgLen-len(secret)+1) + secret},
+		{"secret at the start of a long errmsg", secret + strings.Repeat("y", 400)},
+		{"secret after a cut rune", strings.Repeat("中", 83) + secret},
+		{"secret twice", secret + " " + esc + strings.Repeat("z", 300)},
+	}
+	parts := []string{secret[:7], secret[7:], esc[:12], esc[12:], "top secret", "top+secret"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, we := range []*WeChatError{
+				newWeChatError(40029, tt.msg, secret),
+				func() *WeChatError {
+					_, err := parseSessionReply([]byte(`{"errcode":40029,"errmsg":"`+tt.msg+`"}`), secret)
+					var we *WeChatError
+					if !errors.As(err, &we) {
+						t.Fatalf("parseSessionReply: %v, want a *WeChatError", err)
+					}
+					return we
+				}(),
+			} {
+				if we.ErrCode != 40029 {
+					t.Errorf("ErrCode = %d", we.ErrCode)
+				}
+				if len(we.ErrMsg) > maxErrMsgLen || !utf8.ValidString(we.ErrMsg) {
+					t.Errorf("ErrMsg is %d bytes, valid UTF-8 %v", len(we.ErrMsg), utf8.ValidString(we.ErrMsg))
+				}
+				text := we.ErrMsg + "\n" + we.Error() + "\n" + sessionError(we).Error()
+				for _, p := range parts {
+					if strings.Contains(text, p) {
+						t.Errorf("%q is left of the secret in %q", p, text)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestParseSessionReplyHidesSessionKey checks that a rejected reply's error
 // does not carry its session_key.
 func TestParseSessionReplyHidesSessionKey(t *testing.T) {
@@ -143,7 +191,7 @@ func TestParseSessionReplyHidesSessionKey(t *testing.T) {
 		`{"openid":"o","session_key":"SECRETSESSIONKEY",`,
 		`{"errcode":40029,"session_key":"SECRETSESSIONKEY"}`,
 	} {
-		_, err := parseSessionReply([]byte(body))
+		_, err := parseSessionReply([]byte(body), "")
 		if err == nil {
 			t.Errorf("%s: no error", body)
 			continue
