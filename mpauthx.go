@@ -80,16 +80,11 @@ type Config struct {
 	// mpauthxtest.Server's URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
-	// DefaultHTTPTimeout timeout that keeps enough idle connections to
-	// WeChat for many concurrent logins (Close closes them).
-	//
-	// Redirects are never followed, whichever client: WeChat's API does
-	// not redirect, and following one would send the request's query (the
-	// AppSecret, the user's code) to the new host, in its URL and in the
-	// Referer header. New uses a copy of HTTPClient whose CheckRedirect
-	// refuses them (your client is left as it is; its Transport, Jar and
-	// Timeout are shared), so a 3xx reply fails the call like any reply
-	// other than 200 (StatusHTTPError inside StatusSessionKeyRequestError).
+	// DefaultHTTPTimeout timeout that keeps enough idle connections for
+	// many concurrent logins (Close closes them). Whichever client,
+	// redirects are not followed, since they would carry the AppSecret to
+	// another host: New uses a copy of yours that refuses them, and a 3xx
+	// reply fails the call like any reply other than 200.
 	HTTPClient *http.Client
 	// Logger receives one line per failed call, never with a secret or a
 	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
@@ -102,13 +97,16 @@ type Config struct {
 // REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
 // and the password of APIBase's userinfo is masked.
 //
-// fmt uses String (and GoString for %#v), and slog uses LogValue, when they
-// are given a Config or *Config, or a struct holding one in an exported
-// field. They cannot call methods on an unexported field: printing a
-// struct of yours that keeps a Config in an unexported field with %v or
-// %+v prints AppSecret and RedisPassword in clear, and so does slog's
-// default formatting of it. Do not print such a struct, or give it a
-// String (and LogValue) method of its own.
+// fmt uses String (and GoString for %#v) when it prints a Config or
+// *Config, also one held in an exported field, a slice or a map; slog uses
+// LogValue when a Config or *Config is an attribute's value. Neither can
+// call methods on an unexported field: a struct of yours that keeps a
+// Config in an unexported field prints AppSecret and RedisPassword in
+// clear with %v or %+v, and so does slog. encoding/json uses none of these
+// methods: json.Marshal of a Config, or of a struct holding one (as slog's
+// JSONHandler does with a struct attribute), includes the secrets. Do not
+// print or log such structs, or give them a String (and LogValue) method
+// of their own.
 func (cfg Config) String() string {
 	return fmt.Sprintf("mpauthx.Config{AppID:%q AppSecret:REDACTED Sku:%q TokenTTL:%v RedisAddr:%q APIBase:%q}",
 		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, redactURL(cfg.APIBase))
