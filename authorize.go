@@ -62,7 +62,7 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 	if err := c.store.upsert(ctx, userID, u); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
-	return c.issue(ctx, userID)
+	return c.issue(ctx, userID, s)
 }
 
 // AuthorizeCode logs a user in with the code of wx.login alone, the usual
@@ -86,7 +86,7 @@ func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
-	return c.issue(ctx, userID)
+	return c.issue(ctx, userID, s)
 }
 
 // required returns a StatusRequiredParamsMissing error naming the first

@@ -103,7 +103,7 @@ func newBenchWorld(b *testing.B, rdb *redis.Client, n int) *benchWorld {
 		ctx := context.Background()
 		rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, u := range w.users {
-				p.Unlink(ctx, w.key(u.openID))
+				p.Unlink(ctx, w.key(u.openID), w.skKey(u.openID))
 			}
 			return nil
 		})

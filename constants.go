@@ -22,6 +22,9 @@ const (
 	StatusOpenIDMismatch         StatusCode = 6009 // the decrypted openId differs from code2session's
 	StatusUserNotExist           StatusCode = 6010 // RefreshToken for a user that is not registered
 	StatusDecryptError           StatusCode = 6011 // encryptedData could not be decrypted or is not ours
+	StatusAccessTokenError       StatusCode = 6012 // the app's access token could not be had
+	StatusPhoneNumberError       StatusCode = 6013 // getuserphonenumber failed in any way
+	StatusSessionKeyMissing      StatusCode = 6014 // no stored session key for the user: they must log in again
 	StatusUnknownError           StatusCode = 9999 // anything else
 )
 
@@ -55,6 +58,12 @@ func (s StatusCode) Message() string {
 		return "user does not exist"
 	case StatusDecryptError:
 		return "decrypt error"
+	case StatusAccessTokenError:
+		return "access token error"
+	case StatusPhoneNumberError:
+		return "phone number error"
+	case StatusSessionKeyMissing:
+		return "session key missing"
 	default:
 		return "unknown error"
 	}

@@ -213,7 +213,7 @@ func newEnv(t *testing.T, b backend, tweak func(*mpauthx.Config)) *env {
 func newWorld(t testing.TB) *env {
 	t.Helper()
 	e := &env{}
-	e.wx = mpauthxtest.NewServer("wx-test-app", "s3cr3t-app-secret-value")
+	e.wx = mpauthxtest.NewServer("wx-test-"+rand.Text()[:8], "s3cr3t-app-secret-value") // an AppID of its own: tests sharing a real Redis never share an access token
 	t.Cleanup(e.wx.Close)
 	e.db = tempSQLite(t)
 	e.cfg = mpauthx.Config{

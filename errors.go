@@ -115,6 +115,16 @@ const (
 	ErrCodeInvalidSecret = 40125 // AppSecret is wrong
 )
 
+// WeChat errcodes of the server APIs that take the app's access token
+// (stable_token, getuserphonenumber, checksession).
+const (
+	ErrCodeInvalidAccessToken   = 40001 // the access token is invalid or was replaced; mpauthx refreshes it
+	ErrCodeMalformedAccessToken = 40014 // the access token is not one; mpauthx refreshes it
+	ErrCodeAccessTokenExpired   = 42001 // the access token has expired; mpauthx refreshes it
+	ErrCodeDailyQuota           = 45009 // the API's daily quota is used up (such as 20 forced refreshes)
+	ErrCodeSessionKeyInvalid    = 87009 // checksession: the session key is not the user's current one
+)
+
 // weChatErrText describes the known errcodes for Error.Message.
 func weChatErrText(code int) string {
 	switch code {
@@ -132,6 +142,14 @@ func weChatErrText(code int) string {
 		return "invalid appid"
 	case ErrCodeInvalidSecret:
 		return "invalid app secret"
+	case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken:
+		return "invalid access token"
+	case ErrCodeAccessTokenExpired:
+		return "access token expired"
+	case ErrCodeDailyQuota:
+		return "daily quota used up"
+	case ErrCodeSessionKeyInvalid:
+		return "session key no longer valid"
 	default:
 		return "WeChat error"
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -244,6 +245,104 @@ func FuzzBearerToken(f *testing.F) {
 		}
 		if again, ok := bearerToken("Bearer " + token); !ok || again != token {
 			t.Errorf("bearerToken(%q) = %q, %v; want %q, true", "Bearer "+token, again, ok, token)
+		}
+	})
+}
+
+// checkReplyError fails t unless err, from a parser of a server API's
+// reply, is an *Error with code 6003, 6004 or the API's own code, or a
+// *WeChatError with a non-zero errcode.
+func checkReplyError(t *testing.T, err error, own StatusCode) {
+	t.Helper()
+	var e *Error
+	var we *WeChatError
+	switch {
+	case errors.As(err, &e):
+		if e.Code != StatusResponseIsNull && e.Code != StatusJSONParseError && e.Code != own {
+			t.Fatalf("err = %v: code %d, want 6003, 6004 or %d", err, e.Code, own)
+		}
+	case errors.As(err, &we):
+		if we.ErrCode == 0 {
+			t.Errorf("*WeChatError with errcode 0: %v", we)
+		}
+	default:
+		t.Fatalf("err = %v (%T), want an *Error or a *WeChatError", err, err)
+	}
+}
+
+func FuzzParseStableTokenReply(f *testing.F) {
+	f.Add([]byte(`{"access_token":"84_ABCdef-ghi_jkl","expires_in":7200}`))
+	f.Add([]byte(` {"errcode":0,"access_token":"t","expires_in":1} `))
+	f.Add([]byte(`{"errcode":40125,"errmsg":"invalid appsecret, rid: 1"}`))
+	f.Add([]byte(`{"errcode":45009,"errmsg":"` + strings.Repeat("中", 100) + `"}`))
+	f.Add([]byte(`{"access_token":"a b","expires_in":7200}`))
+	f.Add([]byte(`{"access_token":"t","expires_in":-1}`))
+	f.Add([]byte(`{"access_token":"t","expires_in":1e30}`))
+	f.Add([]byte(`{"access_token":"t"}`))
+	f.Add([]byte(`{"access_token":1,"expires_in":"7200"}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(``))
+	f.Add([]byte(`<html></html>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		token, ttl, err := parseStableTokenReply(body)
+		if err != nil {
+			if token != "" || ttl != 0 {
+				t.Errorf("parseStableTokenReply returned %q, %v with error %v", token, ttl, err)
+			}
+			checkReplyError(t, err, StatusAccessTokenError)
+			return
+		}
+		if !validAccessToken(token) || ttl <= 0 || ttl > 24*time.Hour {
+			t.Fatalf("parseStableTokenReply = %q, %v: not a usable token and lifetime", token, ttl)
+		}
+	})
+}
+
+func FuzzParsePhoneReply(f *testing.F) {
+	f.Add([]byte(`{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":"86","watermark":{"timestamp":1637744274,"appid":"wx-app"}}}`))
+	f.Add([]byte(`{"phone_info":{"phoneNumber":"+12025550123","purePhoneNumber":"2025550123","countryCode":"1","watermark":{"appid":"x"}}}`))
+	f.Add([]byte(`{"errcode":40029,"errmsg":"invalid code"}`))
+	f.Add([]byte(`{"errcode":0}`))
+	f.Add([]byte(`{"phone_info":null}`))
+	f.Add([]byte(`{"phone_info":{"phoneNumber":"+","purePhoneNumber":"1","countryCode":"86"}}`))
+	f.Add([]byte(`{"phone_info":{"phoneNumber":"1","purePhoneNumber":"1 OR 1=1","countryCode":"86"}}`))
+	f.Add([]byte(`{"phone_info":{"phoneNumber":"1","purePhoneNumber":"` + strings.Repeat("1", 40) + `","countryCode":"86"}}`))
+	f.Add([]byte(`{"phone_info":"x"}`))
+	f.Add([]byte(``))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, appID, err := parsePhoneReply(body)
+		if err != nil {
+			if p != (Phone{}) || appID != "" {
+				t.Errorf("parsePhoneReply returned %+v, %q with error %v", p, appID, err)
+			}
+			checkReplyError(t, err, StatusPhoneNumberError)
+			return
+		}
+		for _, s := range []string{p.PhoneNumber, p.PurePhoneNumber, p.CountryCode} {
+			if s == "" || len(s) > maxPhoneLen+1 || strings.Trim(s, "+0123456789") != "" {
+				t.Errorf("parsePhoneReply = %+v: field %q is not a phone number", p, s)
+			}
+		}
+	})
+}
+
+func FuzzSealOpen(f *testing.F) {
+	s := newSealer("secret", "wx-app")
+	f.Add([]byte("o-alice\x00tiihtNczf5v6AKRyjwEUhQ=="), "mpauthx:{o-alice|sku}:sk", []byte(nil))
+	f.Add([]byte{}, "", []byte("garbage"))
+	f.Fuzz(func(t *testing.T, plain []byte, ad string, junk []byte) {
+		blob := s.seal(plain, ad)
+		got, err := s.open(blob, ad)
+		if err != nil || string(got) != string(plain) {
+			t.Fatalf("open(seal(%q)) = %q, %v", plain, got, err)
+		}
+		if _, err := s.open(blob, ad+"x"); err == nil {
+			t.Error("a sealed value opened under another key")
+		}
+		if _, err := s.open(string(junk), ad); err == nil && len(junk) > 0 {
+			// Forging a GCM tag by chance is not going to happen.
+			t.Errorf("junk %q opened", junk)
 		}
 	})
 }

@@ -11,11 +11,19 @@
 // Request handlers check tokens with Client.IsTokenValid or
 // Client.Middleware.
 //
+// AuthorizePhone, and PhoneNumber, use the app's access token, which
+// Client.AccessToken also hands out for WeChat's other server APIs: one per
+// app, shared by every instance through Redis and renewed by one instance
+// at a time. Every login keeps the user's session key, sealed, for
+// Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
+// Client.CheckSessionKey. See docs/phone-login.md.
+//
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
-// StatusSessionKeyRequestError, …); Code and ErrorResult turn an error into
-// the code and the JSON reply the mini program expects. Secrets (the app
-// secret, session keys, tokens) never appear in errors, logs or Results.
+// StatusSessionKeyRequestError, …) or one added for the phone login;
+// Code and ErrorResult turn an error into the code and the JSON reply the
+// mini program expects. Secrets (the app secret, session keys, tokens,
+// access tokens) never appear in errors, logs or Results.
 //
 // A Client is safe for concurrent use: create one with New and share it.
 // Package mpauthxtest is a fake WeChat for tests.
@@ -88,8 +96,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives one line per failed call, never with a secret or a
 	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
-	// or used code, nothing for the caller's own mistakes and
-	// cancellations. Nil means no logging.
+	// or used code or a user who must log in again, nothing for the
+	// caller's own mistakes and cancellations. Nil means no logging.
 	Logger *slog.Logger
 }
 
@@ -137,6 +145,13 @@ type Client struct {
 	appID, secret, sku string
 	ttl                time.Duration
 	sessionURL         string
+	stableTokenURL     string // WeChat's APIs that take the access token
+	phoneURL           string
+	checkSessionURL    string
+	appKeyPrefix       string           // the prefix of the app's Redis keys, with its hash tag
+	at                 *accessTokens    // the app's access token, shared through Redis
+	seal               *sealer          // seals what is kept at rest
+	clock              func() time.Time // the access token's clock; nil means time.Now (tests set it)
 	hc                 *http.Client
 	ownTransport       *http.Transport // New made hc's transport: Close closes its idle connections
 	rdb                redis.UniversalClient
@@ -189,16 +204,23 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	base = strings.TrimRight(base, "/")
 	c := &Client{
-		appID:      cfg.AppID,
-		secret:     cfg.AppSecret,
-		sku:        cfg.Sku,
-		ttl:        cfg.TokenTTL,
-		sessionURL: strings.TrimRight(base, "/") + "/sns/jscode2session",
-		hc:         cfg.HTTPClient,
-		rdb:        cfg.Redis,
-		store:      st,
-		log:        cfg.Logger,
+		appID:           cfg.AppID,
+		secret:          cfg.AppSecret,
+		sku:             cfg.Sku,
+		ttl:             cfg.TokenTTL,
+		sessionURL:      base + "/sns/jscode2session",
+		stableTokenURL:  base + "/cgi-bin/stable_token",
+		phoneURL:        base + "/wxa/business/getuserphonenumber",
+		checkSessionURL: base + "/wxa/checksession",
+		appKeyPrefix:    keyPrefix + "{app:" + cfg.AppID + "}:",
+		at:              newAccessTokens(),
+		seal:            newSealer(cfg.AppSecret, cfg.AppID),
+		hc:              cfg.HTTPClient,
+		rdb:             cfg.Redis,
+		store:           st,
+		log:             cfg.Logger,
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -276,8 +298,8 @@ func isNilRedis(r redis.UniversalClient) bool {
 	return false
 }
 
-// Close releases what New opened: the batcher that coalesces
-// IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
+// Close releases what New opened: the access token's refresh in flight,
+// the batcher that coalesces IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
 // of the default HTTP client, the statements New prepared on Config.DB
 // and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and the token
@@ -290,6 +312,7 @@ func isNilRedis(r redis.UniversalClient) bool {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.at.close()
 		c.checks.close()
 		err := c.pipe.close()
 		if c.ownTransport != nil {
@@ -326,7 +349,8 @@ func (c *Client) fail(ctx context.Context, err error) (Result, error) {
 //
 // A failure that is the caller's (a missing argument, an unknown user, a
 // ctx the caller cancelled) is not logged; an invalid or already used
-// code (a login button tapped twice) is logged at Info; the rest, which
+// code (a login button tapped twice) and a user who must log in again
+// (StatusSessionKeyMissing) are logged at Info; the rest, which
 // point at the service, at Warn.
 func (c *Client) logFailure(ctx context.Context, err error) {
 	code := Code(err)
@@ -335,7 +359,7 @@ func (c *Client) logFailure(ctx context.Context, err error) {
 	}
 	level := slog.LevelWarn
 	var we *WeChatError
-	if errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
+	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
 		level = slog.LevelInfo
 	}
 	c.log.LogAttrs(ctx, level, "mpauthx: call failed",

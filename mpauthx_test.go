@@ -1092,7 +1092,8 @@ func TestStatusCodeValues(t *testing.T) {
 		mpauthx.StatusHTTPError: 6002, mpauthx.StatusResponseIsNull: 6003, mpauthx.StatusJSONParseError: 6004,
 		mpauthx.StatusHTTPResponseError: 6005, mpauthx.StatusHTTPRequestError: 6006, mpauthx.StatusInvalidAccessToken: 6007,
 		mpauthx.StatusSessionKeyRequestError: 6008, mpauthx.StatusOpenIDMismatch: 6009, mpauthx.StatusUserNotExist: 6010,
-		mpauthx.StatusDecryptError: 6011, mpauthx.StatusUnknownError: 9999,
+		mpauthx.StatusDecryptError: 6011, mpauthx.StatusAccessTokenError: 6012,
+		mpauthx.StatusPhoneNumberError: 6013, mpauthx.StatusSessionKeyMissing: 6014, mpauthx.StatusUnknownError: 9999,
 	}
 	seen := map[string]bool{}
 	for c, v := range want {
@@ -1188,8 +1189,8 @@ func TestNoSecretLeaks(t *testing.T) {
 	})
 }
 
-// TestRedisKeysHaveTTL checks the storage layout: one key per user and Sku,
-// always with a TTL.
+// TestRedisKeysHaveTTL checks the storage layout: per user and Sku, the
+// token's key and the sealed session key's, always with a TTL.
 func TestRedisKeysHaveTTL(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		var ids []string
@@ -1202,13 +1203,15 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 			t.Fatalf("RefreshToken: %v", err)
 		}
 		for _, id := range ids {
-			ttl, err := e.rdb.PTTL(bg, e.key(id)).Result()
-			if err != nil || ttl <= 0 {
-				t.Fatalf("key of %s: PTTL %v, %v", id, ttl, err)
+			for _, k := range []string{e.key(id), e.skKey(id)} {
+				ttl, err := e.rdb.PTTL(bg, k).Result()
+				if err != nil || ttl <= 0 {
+					t.Fatalf("key %s: PTTL %v, %v", k, ttl, err)
+				}
 			}
 		}
 		if e.mr != nil {
-			if n := len(e.mr.Keys()); n != len(ids) {
+			if n := len(e.mr.Keys()); n != 2*len(ids) {
 				t.Fatalf("%d keys for %d users: %v", n, len(ids), e.mr.Keys())
 			}
 		}
@@ -1240,6 +1243,7 @@ func TestLogLevels(t *testing.T) {
 			{"cancelled ctx", func() error { _, err := e.c.AuthorizeCode(canceled, e.wx.Code(u.OpenID)); return err }, ""},
 			{"reused code", func() error { _, err := e.c.AuthorizeCode(bg, used); return err }, "level=INFO"},
 			{"unknown code", func() error { _, err := e.c.AuthorizeCode(bg, "no-such-code"); return err }, "level=INFO"},
+			{"no session key", func() error { _, err := e.c.Decrypt(bg, "o-never-logged-in", "AAAA", "AAAA"); return err }, "level=INFO"},
 			{"WeChat 500", func() error {
 				e.wx.FailNext(1, mpauthxtest.Fault{Status: http.StatusInternalServerError})
 				_, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))

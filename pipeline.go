@@ -85,25 +85,34 @@ func (p *pipeline) submit(ctx context.Context, cmd redis.Cmder) error {
 	return p.ap.Submit(ctx, cmd).WaitContext(ctx)
 }
 
-// issue runs issueScript on key with session and ttlMillis, and returns
-// the session the key holds afterwards: EVALSHA, then EVAL if Redis does
-// not have the script cached (after a restart or SCRIPT FLUSH), as
+// issue runs issueScript on keys (the session's, then the sealed session
+// key's, if any) with session, ttlMillis and sealed, and returns the
+// session the first key holds afterwards: EVALSHA, then EVAL if Redis
+// does not have the script cached (after a restart or SCRIPT FLUSH), as
 // redis.Script.Run does. A nil p runs the script on rdb, abandoned when
 // ctx ends.
-func (p *pipeline) issue(ctx context.Context, rdb redis.UniversalClient, key, session string, ttlMillis int64) (string, error) {
+func (p *pipeline) issue(ctx context.Context, rdb redis.UniversalClient, keys []string, session string, ttlMillis int64, sealed string) (string, error) {
 	if p == nil {
 		var s string
 		err := await(ctx, func() (err error) {
-			s, err = issueScript.Run(ctx, rdb, []string{key}, session, ttlMillis).Text()
+			s, err = issueScript.Run(ctx, rdb, keys, session, ttlMillis, sealed).Text()
 			return err
 		})
 		return s, err
 	}
-	cmd := redis.NewCmd(ctx, "evalsha", issueScript.Hash(), 1, key, session, ttlMillis)
+	args := func(op, script string) []any {
+		a := make([]any, 0, 3+len(keys)+3)
+		a = append(a, op, script, len(keys))
+		for _, k := range keys {
+			a = append(a, k)
+		}
+		return append(a, session, ttlMillis, sealed)
+	}
+	cmd := redis.NewCmd(ctx, args("evalsha", issueScript.Hash())...)
 	cmd.SetFirstKeyPos(3) // for Cluster routing, as go-redis's own EvalSha does
 	err := p.submit(ctx, cmd)
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmd = redis.NewCmd(ctx, "eval", issueScriptSource, 1, key, session, ttlMillis)
+		cmd = redis.NewCmd(ctx, args("eval", issueScriptSource)...)
 		cmd.SetFirstKeyPos(3)
 		err = p.submit(ctx, cmd)
 	}

@@ -2,16 +2,21 @@ package mpauthx
 
 import "github.com/redis/go-redis/v9"
 
-// The Lua scripts that make each token operation one atomic step. Each
-// touches one key, so they run unchanged on Redis Cluster. Redis interns
+// The Lua scripts that make each token operation one atomic step. The
+// keys of one script share a hash tag, so they run unchanged on Redis
+// Cluster. Redis interns
 // Lua strings, so the equality test in revokeScript costs the same whatever
 // the session's content.
 
 // issueScript returns the live session of KEYS[1], or stores ARGV[1] there
-// with a TTL of ARGV[2] ms and returns it. A key somehow left without TTL
-// gets one. A key holding something other than a string (not written by
-// mpauthx) is no session, as IsTokenValid and RevokeToken see it: it is
-// replaced, so that the user can log in.
+// with a TTL of ARGV[2] ms and returns it. Either way it stores the
+// login's sealed session key ARGV[3] in KEYS[2] with the session's TTL, so
+// that the user's latest session key lives as long as the token. A key
+// somehow left without TTL gets one. A key holding something other than a
+// string (not written by mpauthx) is no session, as IsTokenValid and
+// RevokeToken see it: it is replaced, so that the user can log in. Both
+// keys share the user's hash tag; KEYS[2] is left out (see userKeys) when
+// they could not.
 var issueScript = redis.NewScript(issueScriptSource)
 
 // issueScriptSource is issueScript's Lua, sent with EVAL when Redis does
@@ -20,24 +25,84 @@ const issueScriptSource = `
 local cur = redis.pcall('GET', KEYS[1])
 if type(cur) == 'table' and cur.err then
   redis.call('DEL', KEYS[1])
-elseif cur then
-  if redis.call('PTTL', KEYS[1]) == -1 then
+  cur = false
+end
+if cur then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    ttl = ARGV[2]
+  end
+  if KEYS[2] then
+    redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
   end
   return cur
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+end
 return ARGV[1]
 `
 
-// revokeScript deletes KEYS[1] if it still holds session ARGV[1]. A key
-// holding something other than a string holds no session: nothing to do.
+// refreshScript stores the session ARGV[1] in KEYS[1] with a TTL of
+// ARGV[2] ms, replacing whatever was there, and gives the user's sealed
+// session key KEYS[2], if any, the same TTL.
+var refreshScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+`)
+
+// revokeScript deletes KEYS[1], and the user's sealed session key
+// KEYS[2], if KEYS[1] still holds session ARGV[1]. A key holding
+// something other than a string holds no session: nothing to do.
 var revokeScript = redis.NewScript(`
 local cur = redis.pcall('GET', KEYS[1])
 if type(cur) == 'table' and cur.err then
   return 0
 end
 if cur == ARGV[1] then
+  if KEYS[2] then
+    redis.call('DEL', KEYS[2])
+  end
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// forceScript decides whether this instance may force a refresh of the
+// app's access token: KEYS[1] is the shared token, KEYS[2] the 30 s
+// spacing marker, KEYS[3] the day's count of forced refreshes. It returns
+// 0 when KEYS[1] no longer holds ARGV[1] (the rejected token's sealed
+// value, "" for none: another instance has replaced it), -1 when a forced
+// refresh ran less than ARGV[2] ms ago, -2 when ARGV[3] ran today;
+// otherwise it records the forced refresh (the marker for ARGV[2] ms, the
+// count kept ARGV[4] ms) and returns 1. The keys share the app's hash tag.
+var forceScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return -1
+end
+local n = tonumber(redis.call('GET', KEYS[3]) or '0') or tonumber(ARGV[3])
+if n >= tonumber(ARGV[3]) then
+  return -2
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+redis.call('SET', KEYS[3], n + 1, 'PX', ARGV[4])
+return 1
+`)
+
+// unlockScript deletes the lock KEYS[1] if it still holds ARGV[1], the
+// holder's random value: a refresh that outlived its lock leaves the next
+// holder's alone.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0

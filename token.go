@@ -18,6 +18,7 @@ import (
 // Redis holds one key per (userID, Sku):
 //
 //	mpauthx:{<userID>|<sku>}:session  ->  <session>, with the token's TTL
+//	mpauthx:{<userID>|<sku>}:sk       ->  the latest login's session key, sealed, with the same TTL
 //
 // so a user holds at most one live token per Sku, a token is checked with
 // one GET, and the braces make the pair its own Redis Cluster hash slot.
@@ -126,9 +127,12 @@ func newSession() string { return rand.Text() }
 func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 
 // issue returns userID's live token, or stores and returns a new one: one
-// atomic step, so that concurrent logins of one user share one token.
-func (c *Client) issue(ctx context.Context, userID string) (Result, error) {
-	s, err := c.pipe.issue(ctx, c.rdb, c.sessionKey(userID), newSession(), c.ttlMillis())
+// atomic step, so that concurrent logins of one user share one token. The
+// same step stores the login's session key, sealed, for Decrypt and
+// CheckSessionKey.
+func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, error) {
+	sealed := c.sealSessionKey(userID, ws)
+	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
@@ -159,7 +163,8 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 		return c.fail(ctx, newError(StatusUserNotExist, "user does not exist", nil))
 	}
 	s := newSession()
-	if err := await(ctx, func() error { return c.rdb.Set(ctx, c.sessionKey(userID), s, c.ttl).Err() }); err != nil {
+	keys := c.userKeys(userID)
+	if err := await(ctx, func() error { return refreshScript.Run(ctx, c.rdb, keys, s, c.ttlMillis()).Err() }); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
 	return success(c.makeToken(userID, s)), nil
@@ -202,7 +207,8 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	if !ok {
 		return nil
 	}
-	if err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, []string{c.sessionKey(userID)}, s).Err() }); err != nil {
+	keys := c.userKeys(userID)
+	if err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, keys, s).Err() }); err != nil {
 		err = c.storageError(ctx, "revoking the token failed", err)
 		c.logFailure(ctx, err)
 		return err

@@ -71,20 +71,7 @@ func (c *Client) code2Session(ctx context.Context, code string) (session, error)
 // sessionError wraps a code2session failure in a 6008 *Error whose message
 // names the cause without its details.
 func sessionError(cause error) *Error {
-	msg := StatusSessionKeyRequestError.Message()
-	var we *WeChatError
-	var e *Error
-	switch {
-	case errors.As(cause, &we):
-		msg = fmt.Sprintf("%s: errcode %d (%s)", msg, we.ErrCode, weChatErrText(we.ErrCode))
-	case errors.Is(cause, context.DeadlineExceeded):
-		msg += ": timed out"
-	case errors.Is(cause, context.Canceled):
-		msg += ": canceled"
-	case errors.As(cause, &e):
-		msg += ": " + e.Message
-	}
-	return newError(StatusSessionKeyRequestError, msg, cause)
+	return apiError(StatusSessionKeyRequestError, "", cause)
 }
 
 // code2SessionOnce makes one code2session request.

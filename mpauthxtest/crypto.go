@@ -34,6 +34,13 @@ func newCode() string {
 	return "c+" + base64.StdEncoding.EncodeToString(randomBytes(16))
 }
 
+// newAccessToken returns a random access token. Like newCode's, it
+// always contains '+', so that a client that puts it in a query string
+// without escaping fails every time.
+func newAccessToken() string {
+	return "AT+" + base64.RawStdEncoding.EncodeToString(randomBytes(48))
+}
+
 // newRID returns a request id in the style WeChat appends to errmsg.
 func newRID() string {
 	return fmt.Sprintf("%08x-%s-%s", uint32(time.Now().Unix()),

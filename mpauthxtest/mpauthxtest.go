@@ -1,6 +1,7 @@
-// Package mpauthxtest provides a fake WeChat code2session server for
-// testing code that logs WeChat mini-program users in, in the style of
-// net/http/httptest.
+// Package mpauthxtest provides a fake WeChat server for testing code that
+// logs WeChat mini-program users in, in the style of net/http/httptest:
+// code2session, and the server APIs of the phone-number login
+// (stable_token, getuserphonenumber, checksession).
 //
 // A Server answers GET /sns/jscode2session like WeChat does: with
 // Content-Type text/plain and a JSON body holding either
@@ -8,7 +9,20 @@
 // register users with AddUser, hand out single-use login codes with Code,
 // and produce the encryptedData/iv pair a mini-program would send with
 // UserInfo or EncryptFor. FailNext queues faults (HTTP errors, WeChat
-// error codes, malformed bodies, delays) for the next requests.
+// error codes, malformed bodies, delays) for the next requests, and
+// FailNextAt does so for any endpoint.
+//
+// The server APIs follow WeChat's rules: POST StableTokenPath hands out
+// the app's access token (the current one in normal mode, a new one in its
+// last 5 minutes; force_refresh makes a new one and ends the old at once,
+// at most once per 30 s and 20 times a day), and PhoneNumberPath and
+// CheckSessionPath answer errcode 40001 for a token that is not live. A
+// user's Phone and CountryCode are what getuserphonenumber returns for a
+// code from PhoneCode (single use, valid 5 minutes); checksession accepts
+// the signature of the user's current SessionKey only (87009 otherwise).
+// ExpireAccessToken ends the current token as WeChat may,
+// AccessTokenRequests counts stable_token calls, and Advance moves the
+// server's clock so that a test need not wait for lifetimes and limits.
 //
 // A test of a login handler, here loginHandler(c), which answers
 // POST {"code": "..."} with mpauthx.Result as JSON (see Example_loginHandler
@@ -67,9 +81,45 @@
 //		}
 //	}
 //
-// Codes deliberately contain characters that must be escaped in a URL
-// query ('+' and '='), so a client that builds the query string by hand
-// without escaping fails every time rather than occasionally.
+// A phone-number login handler, here phoneLoginHandler(c), answering POST
+// {"code", "phoneCode"} (see mpauthx's Example_phoneLoginHandler), tested
+// in the same setting:
+//
+//	wx.AddUser(mpauthxtest.User{OpenID: "o-bob", Phone: "13800138000"})
+//	used := wx.PhoneCode("o-bob")
+//	tests := []struct { // in order: "reused" reuses the phone code of "ok"
+//		name      string
+//		phoneCode string
+//		fault     *mpauthxtest.Fault // the next getuserphonenumber's answer
+//		wantHTTP  int
+//		wantCode  mpauthx.StatusCode
+//	}{
+//		{"ok", used, nil, 200, mpauthx.StatusSuccess},
+//		{"reused", used, nil, 401, mpauthx.StatusPhoneNumberError},
+//		{"missing", "", nil, 400, mpauthx.StatusRequiredParamsMissing},
+//		{"token ended", wx.PhoneCode("o-bob"), &mpauthxtest.Fault{ErrCode: 40001}, 200, mpauthx.StatusSuccess}, // renewed, retried
+//		{"WeChat down", wx.PhoneCode("o-bob"), &mpauthxtest.Fault{Status: 500}, 502, mpauthx.StatusPhoneNumberError},
+//	}
+//	for _, tt := range tests {
+//		t.Run(tt.name, func(t *testing.T) {
+//			if tt.fault != nil {
+//				wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, *tt.fault)
+//			}
+//			body := strings.NewReader(`{"code":"` + wx.Code("o-bob") + `","phoneCode":"` + tt.phoneCode + `"}`)
+//			rec := httptest.NewRecorder()
+//			phoneLoginHandler(c).ServeHTTP(rec, httptest.NewRequest("POST", "/login/phone", body))
+//			var res mpauthx.Result
+//			json.Unmarshal(rec.Body.Bytes(), &res)
+//			if rec.Code != tt.wantHTTP || res.StatusCode != tt.wantCode {
+//				t.Errorf("POST /login/phone = %d %+v, want %d with status_code %d", rec.Code, res, tt.wantHTTP, tt.wantCode)
+//			}
+//		})
+//	}
+//
+// Codes and access tokens deliberately contain characters that must be
+// escaped in a URL query ('+' and '='), so a client that builds the query
+// string by hand without escaping fails every time rather than
+// occasionally.
 package mpauthxtest
 
 import (
@@ -103,20 +153,30 @@ const (
 // errMsgs holds realistic messages for the known error codes. The server
 // appends ", rid: ..." like WeChat does.
 var errMsgs = map[int]string{
-	ErrCodeSystemError:      "system error",
-	ErrCodeInvalidGrantType: "invalid grant_type",
-	ErrCodeInvalidAppID:     "invalid appid",
-	ErrCodeInvalidCode:      "invalid code",
-	ErrCodeInvalidSecret:    "invalid appsecret",
-	ErrCodeCodeUsed:         "code been used",
-	ErrCodeMissingCode:      "missing code",
-	ErrCodeRateLimited:      "api minute-quota reach limit mustslower retry next minute",
-	41002:                   "appid missing",
-	41004:                   "appsecret missing",
+	ErrCodeSystemError:        "system error",
+	ErrCodeInvalidGrantType:   "invalid grant_type",
+	ErrCodeInvalidAppID:       "invalid appid",
+	ErrCodeInvalidCode:        "invalid code",
+	ErrCodeInvalidSecret:      "invalid appsecret",
+	ErrCodeCodeUsed:           "code been used",
+	ErrCodeMissingCode:        "missing code",
+	ErrCodeRateLimited:        "api minute-quota reach limit mustslower retry next minute",
+	41002:                     "appid missing",
+	ErrCodeInvalidAccessToken: "invalid credential, access_token is invalid or not latest",
+	ErrCodeInvalidOpenID:      "invalid openid",
+	ErrCodeAccessTokenExpired: "access_token expired",
+	ErrCodeMissingAccessToken: "access_token missing",
+	ErrCodeRequirePOST:        "require POST method",
+	ErrCodeDailyQuota:         "reach max api daily quota limit",
+	ErrCodeBadJSON:            "data format error",
+	ErrCodeBadSigMethod:       "invalid sig_method",
+	ErrCodeInvalidSignature:   "invalid signature",
+	41004:                     "appsecret missing",
 }
 
-// Server is a fake WeChat code2session endpoint. Its methods are safe
-// for concurrent use. Create one with NewServer and Close it when done.
+// Server is a fake WeChat: code2session, stable_token,
+// getuserphonenumber and checksession. Its methods are safe for
+// concurrent use. Create one with NewServer and Close it when done.
 type Server struct {
 	URL       string // base URL, e.g. http://127.0.0.1:PORT; use as mpauthx Config.APIBase
 	AppID     string // the only appid the server accepts
@@ -127,10 +187,21 @@ type Server struct {
 	closeOnce sync.Once
 	requests  atomic.Int64
 
+	tokenRequests atomic.Int64 // stable_token requests
+	forced        atomic.Int64 // forced refreshes made
+
 	mu     sync.Mutex
 	users  map[string]User       // by OpenID
 	codes  map[string]*codeState // by code
-	faults []Fault               // queue, front first
+	faults map[string][]Fault    // queue per path, front first
+	skew   time.Duration         // Advance's total: the server's clock runs ahead by it
+
+	tokens     map[string]time.Time   // access token -> expiry; an ended token is deleted
+	current    string                 // the access token stable_token hands out
+	lastForce  time.Time              // the last forced refresh
+	forceDay   string                 // the day (Beijing time) forceCount counts
+	forceCount int                    // forced refreshes on forceDay
+	phoneCodes map[string]*phoneState // by phone code
 }
 
 // codeState is what the server knows about a login code.
@@ -163,10 +234,19 @@ type User struct {
 	NickName, City, Province, Country, Language, AvatarURL string
 	// Gender is 0 (unknown), 1 (male) or 2 (female) in WeChat's data.
 	Gender int
+
+	// Phone is the user's phone number without country code (WeChat's
+	// purePhoneNumber), such as "13800138000"; PhoneCode needs it.
+	Phone string
+	// CountryCode is the phone number's country calling code without '+';
+	// "" means "86". getuserphonenumber's phoneNumber is Phone for "86",
+	// else "+" CountryCode Phone.
+	CountryCode string
 }
 
 // Fault is an answer the server gives instead of the normal one. Each
-// queued Fault is used by exactly one code2session request, whatever its
+// queued Fault is used by exactly one request to the endpoint it was
+// queued for (FailNext: code2session; FailNextAt: any), whatever its
 // parameters. A request answered with a fault does not use up its code
 // (unless only Delay is set, in which case the normal answer follows).
 //
@@ -197,14 +277,20 @@ type Fault struct {
 // down.
 func NewServer(appID, appSecret string) *Server {
 	s := &Server{
-		AppID:     appID,
-		AppSecret: appSecret,
-		closed:    make(chan struct{}),
-		users:     make(map[string]User),
-		codes:     make(map[string]*codeState),
+		AppID:      appID,
+		AppSecret:  appSecret,
+		closed:     make(chan struct{}),
+		users:      make(map[string]User),
+		codes:      make(map[string]*codeState),
+		faults:     make(map[string][]Fault),
+		tokens:     make(map[string]time.Time),
+		phoneCodes: make(map[string]*phoneState),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(Code2SessionPath, s.handleCode2Session)
+	mux.HandleFunc(StableTokenPath, s.handleStableToken)
+	mux.HandleFunc(PhoneNumberPath, s.handlePhoneNumber)
+	mux.HandleFunc(CheckSessionPath, s.handleCheckSession)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	})
@@ -335,10 +421,23 @@ func (s *Server) EncryptFor(openID string, plaintext []byte) (encryptedData, iv 
 }
 
 // FailNext makes the next n code2session requests get f instead of the
-// normal answer. Calls append to a queue: after FailNext(1, a) and
-// FailNext(2, b) the next three requests get a, b and b. It does nothing
-// when n <= 0.
+// normal answer: FailNextAt(Code2SessionPath, n, f).
 func (s *Server) FailNext(n int, f Fault) {
+	s.FailNextAt(Code2SessionPath, n, f)
+}
+
+// FailNextAt makes the next n requests to path (Code2SessionPath,
+// StableTokenPath, PhoneNumberPath or CheckSessionPath) get f instead of
+// the normal answer. Calls append to the path's queue: after
+// FailNextAt(p, 1, a) and FailNextAt(p, 2, b) the next three requests to
+// p get a, b and b. It does nothing when n <= 0 and panics for another
+// path, as that is a mistake in the test.
+func (s *Server) FailNextAt(path string, n int, f Fault) {
+	switch path {
+	case Code2SessionPath, StableTokenPath, PhoneNumberPath, CheckSessionPath:
+	default:
+		panic(fmt.Sprintf("mpauthxtest: FailNextAt: unknown path %q", path))
+	}
 	if n <= 0 {
 		return
 	}
@@ -348,7 +447,7 @@ func (s *Server) FailNext(n int, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
-		s.faults = append(s.faults, f)
+		s.faults[path] = append(s.faults[path], f)
 	}
 }
 
@@ -377,17 +476,54 @@ func (s *Server) SetSessionKey(openID, sessionKey string) {
 	s.users[openID] = u
 }
 
-// nextFault pops the front of the fault queue.
-func (s *Server) nextFault() (Fault, bool) {
+// nextFault pops the front of path's fault queue.
+func (s *Server) nextFault(path string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
+	q := s.faults[path]
+	if len(q) == 0 {
 		return Fault{}, false
 	}
-	f := s.faults[0]
-	s.faults[0] = Fault{}
-	s.faults = s.faults[1:]
+	f := q[0]
+	q[0] = Fault{}
+	s.faults[path] = q[1:]
 	return f, true
+}
+
+// fault answers r with the next fault queued for path, if any, and
+// reports whether it did, so that the caller must not answer too. A
+// fault of only a Delay waits and lets the caller answer.
+func (s *Server) fault(w http.ResponseWriter, r *http.Request, path string) bool {
+	f, ok := s.nextFault(path)
+	if !ok {
+		return false
+	}
+	if f.Delay > 0 && !s.wait(r.Context(), f.Delay) {
+		return true
+	}
+	if f.Body == nil && f.ErrCode == 0 && f.Status == 0 {
+		return false
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	var body []byte
+	switch {
+	case f.Body != nil:
+		body = f.Body
+	case f.ErrCode != 0:
+		msg := f.ErrMsg
+		if msg == "" {
+			msg = defaultErrMsg(f.ErrCode)
+		}
+		body = mustJSON(apiError{ErrCode: f.ErrCode, ErrMsg: msg})
+	default:
+		body = []byte(http.StatusText(status))
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+	return true
 }
 
 // session is code2session's successful answer.
@@ -407,32 +543,8 @@ func (s *Server) handleCode2Session(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	w.Header().Set("Content-Type", "text/plain")
 
-	if f, ok := s.nextFault(); ok {
-		if f.Delay > 0 && !s.wait(r.Context(), f.Delay) {
-			return
-		}
-		if f.Body != nil || f.ErrCode != 0 || f.Status != 0 {
-			status := f.Status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			var body []byte
-			switch {
-			case f.Body != nil:
-				body = f.Body
-			case f.ErrCode != 0:
-				msg := f.ErrMsg
-				if msg == "" {
-					msg = defaultErrMsg(f.ErrCode)
-				}
-				body = mustJSON(apiError{ErrCode: f.ErrCode, ErrMsg: msg})
-			default:
-				body = []byte(http.StatusText(status))
-			}
-			w.WriteHeader(status)
-			w.Write(body)
-			return
-		}
+	if s.fault(w, r, Code2SessionPath) {
+		return
 	}
 
 	q := r.URL.Query()

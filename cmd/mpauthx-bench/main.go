@@ -32,7 +32,7 @@
 // the JSON then says "real_redis": false and its figures say little about
 // production. With -redis it uses that server (database -redis-db, password
 // from -redis-password or $MPAUTHX_REDIS_PASSWORD); it writes only keys of a
-// Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session), each with
+// Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sk), each with
 // a TTL, and deletes them at the end, also when interrupted. It never flushes
 // a database.
 //
@@ -462,7 +462,7 @@ type user struct {
 // each (what the mini program would send), outside the timed phase.
 func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
 	users := make([]user, n)
-	keys := make([]string, n)
+	keys := make([]string, 0, 2*n)
 	for i := range users {
 		u := wx.AddUser(mpauthxtest.User{
 			OpenID: "o" + rand.Text()[:22] + "-" + strconv.Itoa(i), NickName: "bench " + strconv.Itoa(i),
@@ -470,7 +470,8 @@ func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
 		})
 		data, iv := wx.UserInfo(u.OpenID)
 		users[i] = user{openID: u.OpenID, code: wx.Code(u.OpenID), data: data, iv: iv, revoke: i%badEvery == 1}
-		keys[i] = sessionKey(u.OpenID, w.sku)
+		// A login writes the user's token and sealed session key.
+		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sk")
 	}
 	w.add(keys...)
 	return users

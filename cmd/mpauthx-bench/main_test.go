@@ -49,7 +49,7 @@ func runTargets(t *testing.T) []runTarget {
 			rdb := redis.NewClient(&redis.Options{Addr: addr})
 			defer rdb.Close()
 			var left []string
-			iter := rdb.Scan(context.Background(), 0, "mpauthx:{*|"+sku+"}:session", 1000).Iterator()
+			iter := rdb.Scan(context.Background(), 0, "mpauthx:{*|"+sku+"}:*", 1000).Iterator()
 			for iter.Next(context.Background()) {
 				left = append(left, iter.Val())
 			}

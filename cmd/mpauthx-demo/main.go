@@ -11,19 +11,23 @@
 //
 // -redis also takes a Redis Cluster: one node's address (the cluster is
 // detected) or several comma-separated seed addresses. On a real Redis the
-// demo only touches keys of its own Sku, mpauthx:{<user>|demo}:session; the
-// walkthrough revokes the token it made.
+// demo only touches keys of its own Sku, mpauthx:{<user>|demo}:session and
+// :sk, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
+// which expire by themselves; the walkthrough revokes the tokens it made.
 //
 // With -listen it serves:
 //
 //	POST /login     JSON or form body {code, encryptedData, iv}: Authorize, or
 //	                AuthorizeCode when encryptedData and iv are absent; replies
 //	                with the Result JSON {status_code, status_message, response}
+//	POST /login/phone  JSON or form body {code, phoneCode}: AuthorizePhone, the
+//	                phone-number login; replies with the Result JSON
 //	POST /refresh   behind the Middleware: rotates the caller's own token
 //	GET  /me        behind the Middleware: {"openid": "<user ID>"}
 //	GET  /dev/code  ?openid=X: registers a fake WeChat user and returns a fresh
-//	                login code with its encryptedData and iv (demo only: it
-//	                stands in for wx.login in the mini program)
+//	                login code with its encryptedData and iv, and a phone code
+//	                (demo only: it stands in for wx.login and the
+//	                getPhoneNumber button in the mini program)
 //
 // /dev/code lets whoever reaches the port log in as any user it names, so
 // listen on a loopback address; the demo warns when it does not.
@@ -69,6 +73,9 @@ const (
 	shutdownGrace  = 5 * time.Second
 	maxLoginBody   = 64 << 10
 	defaultTimeout = 2 * time.Second
+	// errCodeInvalidOpenID is getuserphonenumber's errcode for a phone
+	// code of another user than the login code's.
+	errCodeInvalidOpenID = 40003
 )
 
 func main() {
@@ -411,7 +418,7 @@ func (d *demo) walkthrough(ctx context.Context) error {
 	u := d.wx.AddUser(mpauthxtest.User{
 		OpenID:   "oDemo-" + rand.Text()[:12], // unique, so runs sharing a real Redis never meet
 		NickName: "Alice", City: "Guangzhou", Province: "Guangdong",
-		Country: "CN", Language: "zh_CN", Gender: 2,
+		Country: "CN", Language: "zh_CN", Gender: 2, Phone: "13800138000",
 	})
 	code := d.wx.Code(u.OpenID)
 	data, iv := d.wx.UserInfo(u.OpenID)
@@ -494,8 +501,83 @@ func (d *demo) walkthrough(ctx context.Context) error {
 	if err := d.expectValid(ctx, newToken, false, "revoked"); err != nil {
 		return err
 	}
+	if err := d.phoneLogin(ctx, u, userID); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(d.out, "\nDone: every step behaved as documented.\nNext: go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080   (an HTTP API to try with curl)\n")
+	return nil
+}
+
+// phoneLogin walks through today's login: the phone number, the session
+// key kept for Decrypt and CheckSessionKey, and the app's access token.
+func (d *demo) phoneLogin(ctx context.Context, u mpauthxtest.User, userID string) error {
+	loginCode, phoneCode := d.wx.Code(u.OpenID), d.wx.PhoneCode(u.OpenID)
+	d.stepf("The phone-number login: the mini program sends the code of wx.login and the one of")
+	d.linef(`<button open-type="getPhoneNumber"> (single-use, valid 5 minutes):`)
+	d.linef("code      = %s", loginCode)
+	d.linef("phoneCode = %s", phoneCode)
+
+	d.stepf("res, err := c.AuthorizePhone(ctx, code, phoneCode)")
+	res, err := d.c.AuthorizePhone(ctx, loginCode, phoneCode)
+	if err != nil {
+		return fmt.Errorf("step %d, AuthorizePhone: %w", d.step, err)
+	}
+	token := res.Response
+	if id := d.c.ExtractOpenID(token); id != userID {
+		return fmt.Errorf("step %d: AuthorizePhone logged in %q, want %q", d.step, id, userID)
+	}
+	d.linef("-> status_code %d %q", res.StatusCode, res.StatusMessage)
+	d.linef("-> the same user ID: true  (one WeChat user, one user ID, whichever login)")
+	d.linef("   (the phone code was exchanged with the app's access token, fetched once from stable_token)")
+
+	d.stepf("c.User(ctx, %q)", userID)
+	user, err := d.c.User(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("step %d, User: %w", d.step, err)
+	}
+	if user.Phone != u.Phone {
+		return fmt.Errorf("step %d: User.Phone = %q, want %q", d.step, user.Phone, u.Phone)
+	}
+	d.linef("-> Phone %s, OpenID %s, NickName %s", user.Phone, user.OpenID, user.NickName)
+
+	weRun := `{"stepInfoList":[{"timestamp":1700000000,"step":8848}],"watermark":{"timestamp":1700000000,"appid":"` + d.wx.AppID + `"}}`
+	data, iv := d.wx.EncryptFor(u.OpenID, []byte(weRun))
+	d.stepf("c.Decrypt(ctx, userID, encryptedData, iv)  (wx.getWeRunData's payload)")
+	plain, err := d.c.Decrypt(ctx, userID, data, iv)
+	if err != nil {
+		return fmt.Errorf("step %d, Decrypt: %w", d.step, err)
+	}
+	if string(plain) != weRun {
+		return fmt.Errorf("step %d: Decrypt = %s, want %s", d.step, plain, weRun)
+	}
+	d.linef("-> %s", plain)
+	d.linef("   (with the session key of the user's last login, kept sealed in Redis as long as the token)")
+
+	d.stepf("c.CheckSessionKey(ctx, userID)")
+	ok, err := d.c.CheckSessionKey(ctx, userID)
+	if err != nil || !ok {
+		return fmt.Errorf("step %d, CheckSessionKey = %t, %v; want true", d.step, ok, err)
+	}
+	d.linef("-> true  (WeChat's checksession: the stored key is still the user's current one)")
+
+	d.stepf("c.AccessToken(ctx)  (for any other WeChat server API)")
+	at, err := d.c.AccessToken(ctx)
+	if err != nil {
+		return fmt.Errorf("step %d, AccessToken: %w", d.step, err)
+	}
+	d.linef("-> a token of %d characters; stable_token calls so far: %d", len(at), d.wx.AccessTokenRequests())
+	d.linef("   (shared by every instance through Redis, renewed by one of them before it ends)")
+
+	d.stepf("c.RevokeToken(ctx, token)  (log out: the session key goes with the token)")
+	if err := d.c.RevokeToken(ctx, token); err != nil {
+		return fmt.Errorf("step %d, RevokeToken: %w", d.step, err)
+	}
+	_, err = d.c.Decrypt(ctx, userID, data, iv)
+	if mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
+		return fmt.Errorf("step %d: Decrypt after RevokeToken = %v, want status 6014", d.step, err)
+	}
+	d.linef("-> c.Decrypt now: status_code %d %q", mpauthx.Code(err), mpauthx.ErrorResult(err).StatusMessage)
 	return nil
 }
 
@@ -587,6 +669,8 @@ Try it with curl from another terminal:
   # 5. the code-only login (AuthorizeCode), with a form body
   CODE=$(curl -s '{base}/dev/code?openid=o-bob' | sed -E 's/.*"code":"([^"]*)".*/\1/')
   curl -s --data-urlencode "code=$CODE" {base}/login
+  # 6. the phone-number login (AuthorizePhone): a login code and a phone code
+  curl -s '{base}/dev/code?openid=o-carol' | curl -s -H 'Content-Type: application/json' -d @- {base}/login/phone
 `)
 }
 
@@ -594,31 +678,33 @@ Try it with curl from another terminal:
 func (d *demo) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", d.handleLogin)
+	mux.HandleFunc("POST /login/phone", d.handleLoginPhone)
 	mux.Handle("POST /refresh", d.c.Middleware(http.HandlerFunc(d.handleRefresh)))
 	mux.Handle("GET /me", d.c.Middleware(http.HandlerFunc(d.handleMe)))
 	mux.HandleFunc("GET /dev/code", d.handleDevCode)
 	return logRequests(d.out, mux)
 }
 
-// loginRequest is the body of POST /login, as JSON or as a form.
+// loginRequest is the body of POST /login and POST /login/phone, as JSON
+// or as a form.
 type loginRequest struct {
 	Code          string `json:"code"`
 	EncryptedData string `json:"encryptedData"`
 	IV            string `json:"iv"`
+	PhoneCode     string `json:"phoneCode"`
 }
 
 // handleLogin logs a user in: Authorize with encryptedData and iv,
 // AuthorizeCode without them. It replies with the Result JSON.
 func (d *demo) handleLogin(w http.ResponseWriter, r *http.Request) {
-	req, err := readLogin(w, r)
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, mpauthx.Result{
-			StatusCode:    mpauthx.StatusRequiredParamsMissing,
-			StatusMessage: err.Error(),
-		})
+	req, ok := readLogin(w, r)
+	if !ok {
 		return
 	}
-	var res mpauthx.Result
+	var (
+		res mpauthx.Result
+		err error
+	)
 	if req.EncryptedData == "" && req.IV == "" {
 		res, err = d.c.AuthorizeCode(r.Context(), req.Code)
 	} else {
@@ -627,8 +713,33 @@ func (d *demo) handleLogin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, httpStatus(err), res)
 }
 
-// readLogin reads a JSON (Content-Type application/json) or form body.
-func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
+// handleLoginPhone logs a user in with a login code and a phone code
+// (AuthorizePhone). It replies with the Result JSON.
+func (d *demo) handleLoginPhone(w http.ResponseWriter, r *http.Request) {
+	req, ok := readLogin(w, r)
+	if !ok {
+		return
+	}
+	res, err := d.c.AuthorizePhone(r.Context(), req.Code, req.PhoneCode)
+	writeJSON(w, httpStatus(err), res)
+}
+
+// readLogin reads a JSON (Content-Type application/json) or form body, or
+// answers 400 with a 6001 Result and returns false.
+func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, bool) {
+	req, err := parseLogin(w, r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, mpauthx.Result{
+			StatusCode:    mpauthx.StatusRequiredParamsMissing,
+			StatusMessage: err.Error(),
+		})
+		return req, false
+	}
+	return req, true
+}
+
+// parseLogin parses a JSON (Content-Type application/json) or form body.
+func parseLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 	var req loginRequest
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	ct := r.Header.Get("Content-Type")
@@ -638,16 +749,17 @@ func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 	}
 	if mt == "application/json" {
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			return req, errors.New("the body is not a JSON object {code, encryptedData, iv}")
+			return req, errors.New("the body is not a JSON object {code, encryptedData, iv, phoneCode}")
 		}
 		return req, nil
 	}
 	if err := r.ParseForm(); err != nil {
-		return req, errors.New("the body is not a form with code, encryptedData and iv")
+		return req, errors.New("the body is not a form with code, encryptedData, iv or phoneCode")
 	}
 	req.Code = r.PostForm.Get("code")
 	req.EncryptedData = r.PostForm.Get("encryptedData")
 	req.IV = r.PostForm.Get("iv")
+	req.PhoneCode = r.PostForm.Get("phoneCode")
 	return req, nil
 }
 
@@ -682,12 +794,14 @@ func notBehindMiddleware(w http.ResponseWriter) {
 	})
 }
 
-// devCode is the reply of GET /dev/code: a valid body for POST /login.
+// devCode is the reply of GET /dev/code: a valid body for POST /login
+// and for POST /login/phone.
 type devCode struct {
 	OpenID        string `json:"openid"`
 	Code          string `json:"code"`
 	EncryptedData string `json:"encryptedData"`
 	IV            string `json:"iv"`
+	PhoneCode     string `json:"phoneCode"`
 }
 
 // handleDevCode registers a fake WeChat user (once) and returns a fresh
@@ -704,12 +818,13 @@ func (d *demo) handleDevCode(w http.ResponseWriter, r *http.Request) {
 	}
 	d.devMu.Lock()
 	if _, ok := d.wx.User(openID); !ok {
-		d.wx.AddUser(mpauthxtest.User{OpenID: openID, NickName: openID, City: "Shenzhen", Country: "CN", Language: "zh_CN"})
+		d.wx.AddUser(mpauthxtest.User{OpenID: openID, NickName: openID, City: "Shenzhen", Country: "CN", Language: "zh_CN", Phone: "13800138000"})
 	}
 	code := d.wx.Code(openID)
 	data, iv := d.wx.UserInfo(openID)
+	phoneCode := d.wx.PhoneCode(openID)
 	d.devMu.Unlock()
-	writeJSON(w, http.StatusOK, devCode{OpenID: openID, Code: code, EncryptedData: data, IV: iv})
+	writeJSON(w, http.StatusOK, devCode{OpenID: openID, Code: code, EncryptedData: data, IV: iv, PhoneCode: phoneCode})
 }
 
 // validDemoOpenID keeps /dev/code's user IDs simple enough to paste into
@@ -742,6 +857,17 @@ func httpStatus(err error) int {
 				return http.StatusUnauthorized
 			}
 		}
+		return http.StatusBadGateway
+	case mpauthx.StatusPhoneNumberError:
+		var we *mpauthx.WeChatError
+		if errors.As(err, &we) {
+			switch we.ErrCode {
+			case mpauthx.ErrCodeInvalidCode, mpauthx.ErrCodeCodeUsed, errCodeInvalidOpenID:
+				return http.StatusUnauthorized
+			}
+		}
+		return http.StatusBadGateway
+	case mpauthx.StatusAccessTokenError:
 		return http.StatusBadGateway
 	case mpauthx.StatusUserNotExist:
 		return http.StatusNotFound

@@ -104,6 +104,13 @@ func TestWalkthrough(t *testing.T) {
 		"8. c.IsTokenValid(ctx, newToken)\n   -> true",
 		"9. c.RevokeToken(ctx, newToken)", "-> err = nil",
 		"10. c.IsTokenValid(ctx, newToken)\n    -> false",
+		"11. The phone-number login", "phoneCode = p+",
+		"12. res, err := c.AuthorizePhone(ctx, code, phoneCode)", `-> status_code 1 "OK"`, "-> the same user ID: true",
+		"13. c.User(ctx, ", "-> Phone 13800138000",
+		"14. c.Decrypt(ctx, userID, encryptedData, iv)", `"step":8848`,
+		"15. c.CheckSessionKey(ctx, userID)\n    -> true",
+		"16. c.AccessToken(ctx)", "stable_token calls so far: 1",
+		"17. c.RevokeToken(ctx, token)", "status_code 6014",
 		"Done: every step behaved as documented.",
 	}
 	for _, tt := range tests {
@@ -252,7 +259,7 @@ func TestListen(t *testing.T) {
 	base, out, stop := listening(t, "127.0.0.1:0")
 	const jsonType = "application/json"
 
-	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/refresh", base + "/me", "curl "} {
+	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/login/phone", base + "/refresh", base + "/me", "curl "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, out.String())
 		}
@@ -298,7 +305,16 @@ func TestListen(t *testing.T) {
 		t.Errorf("POST /login (form, code only) = %d %v", st, res)
 	}
 
+	// The phone-number login, with the same /dev/code reply as a body.
+	_, devCarol := call(t, "GET", base+"/dev/code?openid=o-carol", "", "", "")
+	carolJSON, _ := json.Marshal(devCarol)
+	st, res = call(t, "POST", base+"/login/phone", "", jsonType, string(carolJSON))
+	if carolToken, _ := res["response"].(string); st != http.StatusOK || !strings.HasPrefix(carolToken, "o-carol|"+demoSku+"|") {
+		t.Errorf("POST /login/phone = %d %v", st, res)
+	}
+
 	_, devEve := call(t, "GET", base+"/dev/code?openid=o-eve", "", "", "")
+	_, devDan := call(t, "GET", base+"/dev/code?openid=o-dan", "", "", "")
 	bad := []struct {
 		name, method, path, token, contentType, body string
 		wantHTTP, wantCode                           int // wantCode 0: no Result body expected
@@ -310,6 +326,9 @@ func TestListen(t *testing.T) {
 		{"login with an unknown code", "POST", "/login", "", "application/x-www-form-urlencoded", "code=nope", 401, 6008},
 		{"login with another user's encryptedData", "POST", "/login", "", jsonType,
 			`{"code":"` + devEve["code"].(string) + `","encryptedData":"` + dev["encryptedData"].(string) + `","iv":"` + dev["iv"].(string) + `"}`, 400, 6011},
+		{"phone login without phoneCode", "POST", "/login/phone", "", jsonType, `{"code":"c"}`, 400, 6001},
+		{"phone login with a used phone code", "POST", "/login/phone", "", jsonType,
+			`{"code":"` + devDan["code"].(string) + `","phoneCode":"` + devCarol["phoneCode"].(string) + `"}`, 401, 6013},
 		{"me without a token", "GET", "/me", "", "", "", 401, 6007},
 		{"me with a forged token", "GET", "/me", "o-test|" + demoSku + "|AAAAAAAAAAAAAAAAAAAAAAAAAA", "", "", 401, 6007},
 		{"refresh without a token", "POST", "/refresh", "", "", "", 401, 6007},
@@ -517,7 +536,7 @@ func TestCurlLines(t *testing.T) {
 			script = append(script, cmd)
 		}
 	}
-	if len(script) < 8 {
+	if len(script) < 9 {
 		t.Fatalf("found %d curl lines in the start-up output:\n%s", len(script), out.String())
 	}
 	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", strings.Join(script, ""))
@@ -527,13 +546,14 @@ func TestCurlLines(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
 	want := []string{
-		`^\{"openid":"o-alice","code":"c\+[^"]+","encryptedData":"[^"]+","iv":"[^"]+"\}$`, // 1. /dev/code
+		`^\{"openid":"o-alice","code":"c\+[^"]+","encryptedData":"[^"]+","iv":"[^"]+","phoneCode":"p\+[^"]+"\}$`, // 1. /dev/code
 		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 2. TOKEN
 		`^\{"openid":"o-alice"\}$`,      // 3. /me
 		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 4. NEW
 		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`, //    /me, old token
 		`^\{"openid":"o-alice"\}$`, //    /me, new token
-		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`, // 5. code-only login
+		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 5. code-only login
+		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 6. phone login
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)
