@@ -298,17 +298,16 @@ func isNilRedis(r redis.UniversalClient) bool {
 	return false
 }
 
-// Close releases what New opened: the access token's refresh in flight,
-// the batcher that coalesces IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
-// of the default HTTP client, the statements New prepared on Config.DB
-// and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
-// the SQL statements in flight (give calls a ctx that ends) and the token
-// checks' batches in flight, and drops the profile writes and token checks
-// still queued. It is idempotent. Afterwards Authorize,
-// AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an
-// *Error (code StatusUnknownError) wrapping ErrClosed, and the Middleware
-// answers 503 with that error's Result; ExtractOpenID and ExtractSku,
-// which do no I/O, keep working.
+// Close releases what New opened: the Redis client New dialed, if any,
+// the idle connections of the default HTTP client, the statements New
+// prepared, and the goroutines that batch Redis calls and renew the access
+// token. It never closes Config.Redis or Config.DB. It waits for the calls
+// in flight to Redis and SQL (give calls a ctx that ends) and fails the
+// token checks still queued. It is idempotent.
+//
+// Afterwards every method that does I/O fails with an *Error (code
+// StatusUnknownError) wrapping ErrClosed, and the Middleware answers 503
+// with that error's Result; ExtractOpenID and ExtractSku keep working.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
