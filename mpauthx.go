@@ -303,7 +303,7 @@ func isNilRedis(r redis.UniversalClient) bool {
 // prepared, and the goroutines that batch Redis calls and renew the access
 // token. It never closes Config.Redis or Config.DB. It waits for the calls
 // in flight to Redis and SQL (give calls a ctx that ends) and fails the
-// token checks still queued. It is idempotent.
+// token checks and profile writes still queued. It is idempotent.
 //
 // Afterwards every method that does I/O fails with an *Error (code
 // StatusUnknownError) wrapping ErrClosed, and the Middleware answers 503
