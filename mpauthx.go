@@ -99,6 +99,22 @@ type Config struct {
 	// or used code or a user who must log in again, nothing for the
 	// caller's own mistakes and cancellations. Nil means no logging.
 	Logger *slog.Logger
+	// LocalCache is how many tokens IsTokenValid may keep in process, kept
+	// current by Redis itself (server-assisted client-side caching); 0
+	// means off. A repeated check of a live token is then answered without
+	// a round trip; a token revoked or refreshed by any instance stops
+	// validating everywhere within 50 ms, and an expired one at its expiry
+	// (docs/localcache.md has the bound and the figures). Only live tokens
+	// are cached, so unknown or random tokens cannot fill it.
+	//
+	// It needs a *redis.Client (a server or a Sentinel failover client)
+	// on Redis 6 or later whose user may run CLIENT ID, CLIENT TRACKING,
+	// CLIENT SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL; the
+	// Client opens one more connection for it. Elsewhere (a Cluster, a
+	// Ring, miniredis, an older server, a provider without CLIENT
+	// TRACKING) checks read Redis as without it, and the Logger says why
+	// once.
+	LocalCache int
 }
 
 // String returns the Config without its secrets: AppSecret reads
@@ -158,6 +174,7 @@ type Client struct {
 	ownRedis           bool          // New dialed rdb: Close closes it
 	pipe               *pipeline     // coalesces the logins' scripts
 	checks             *checkBatcher // coalesces IsTokenValid's reads
+	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
 
@@ -187,6 +204,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("mpauthx: Config.TokenTTL must not be negative")
 	case cfg.TokenTTL > 0 && cfg.TokenTTL < time.Millisecond:
 		return nil, errors.New("mpauthx: Config.TokenTTL must be at least 1ms")
+	case cfg.LocalCache < 0:
+		return nil, errors.New("mpauthx: Config.LocalCache must not be negative")
 	case cfg.DB == nil:
 		return nil, errors.New("mpauthx: Config.DB is required (see OpenSQLite)")
 	}
@@ -268,6 +287,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.pipe = newPipeline(c.rdb)
 	c.checks = newCheckBatcher(c.rdb)
+	if cfg.LocalCache > 0 {
+		c.cache = newLocalCache(c.rdb, c.sku, cfg.LocalCache, c.log)
+	}
 	return c, nil
 }
 
@@ -299,11 +321,12 @@ func isNilRedis(r redis.UniversalClient) bool {
 }
 
 // Close releases what New opened: the Redis client New dialed, if any,
-// the idle connections of the default HTTP client, the statements New
-// prepared, and the goroutines that batch Redis calls and renew the access
-// token. It never closes Config.Redis or Config.DB. It waits for the calls
-// in flight to Redis and SQL (give calls a ctx that ends) and fails the
-// token checks and profile writes still queued. It is idempotent.
+// the connection of the local cache, the idle connections of the default
+// HTTP client, the statements New prepared, and the goroutines that batch
+// Redis calls and renew the access token. It never closes Config.Redis or
+// Config.DB. It waits for the calls in flight to Redis and SQL (give calls
+// a ctx that ends) and fails the token checks and profile writes still
+// queued. It is idempotent.
 //
 // Afterwards every method that does I/O fails with an *Error (code
 // StatusUnknownError) wrapping ErrClosed, and the Middleware answers 503
@@ -312,8 +335,9 @@ func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.at.close()
+		err := c.cache.close()
 		c.checks.close()
-		err := c.pipe.close()
+		err = errors.Join(err, c.pipe.close())
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}
