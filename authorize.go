@@ -9,9 +9,9 @@ import (
 // the mini program: on success StatusSuccess, "OK" and the token in
 // Response; on failure the error's code and message and no token.
 type Result struct {
-	StatusCode    StatusCode `json:"status_code"`
-	StatusMessage string     `json:"status_message"`
-	Response      string     `json:"response"` // the token
+	StatusCode    StatusCode `json:"status_code"`    // StatusSuccess, or the error's code
+	StatusMessage string     `json:"status_message"` // "OK", or the error's Message
+	Response      string     `json:"response"`       // the token; "" on failure
 }
 
 // success returns the Result of a call that produced token.

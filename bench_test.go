@@ -2,7 +2,7 @@ package mpauthx_test
 
 // Benchmarks of the Client's calls, with 64 calls in flight like the Node
 // original's benchmark, plus the go-redis baselines they are compared with
-// (README, Performance). They run on an in-process miniredis, and also on
+// (docs/performance.md). They run on an in-process miniredis, and also on
 // the real Redis at $MPAUTHX_REDIS_ADDR when it is set:
 //
 //	MPAUTHX_REDIS_ADDR=127.0.0.1:6379 go test -run '^$' -bench . -benchmem

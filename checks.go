@@ -15,7 +15,7 @@ import (
 // first is on the wire only once it holds checkBatchFull reads. With 64
 // goroutines checking, this settles into two batches of about 32 taking
 // turns, so that one batch's callers prepare their next check while Redis
-// answers the other. See BenchmarkIsTokenValid and README, Performance.
+// answers the other. See BenchmarkIsTokenValid and docs/performance.md.
 const (
 	checkBatchFull       = 32
 	checkBatchesInFlight = 2

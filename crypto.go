@@ -13,22 +13,22 @@ import (
 // UserInfo is the user profile a mini program sends as encryptedData (from
 // wx.getUserInfo or a button with open-type="getUserInfo").
 type UserInfo struct {
-	OpenID    string    `json:"openId"`
-	UnionID   string    `json:"unionId,omitempty"`
-	NickName  string    `json:"nickName"`
-	Gender    int       `json:"gender"`
+	OpenID    string    `json:"openId"`            // the user's openid in this mini program
+	UnionID   string    `json:"unionId,omitempty"` // the user's unionid, when the app is bound to an Open Platform account
+	NickName  string    `json:"nickName"`          // the profile fields, as WeChat sends them
+	Gender    int       `json:"gender"`            // 0 unknown, 1 male, 2 female
 	Language  string    `json:"language"`
 	City      string    `json:"city"`
 	Province  string    `json:"province"`
 	Country   string    `json:"country"`
-	AvatarURL string    `json:"avatarUrl"`
-	Watermark Watermark `json:"watermark"`
+	AvatarURL string    `json:"avatarUrl"` // not stored in the user table
+	Watermark Watermark `json:"watermark"` // checked against the AppID
 }
 
 // Watermark identifies the app that encrypted the data and when.
 type Watermark struct {
-	AppID     string `json:"appid"`
-	Timestamp int64  `json:"timestamp"`
+	AppID     string `json:"appid"`     // the mini program the data is for
+	Timestamp int64  `json:"timestamp"` // when WeChat encrypted it, in Unix seconds
 }
 
 // Decryption failures, wrapped in an *Error with code StatusDecryptError.

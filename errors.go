@@ -17,9 +17,9 @@ var ErrClosed = errors.New("mpauthx: client is closed")
 // if any (errors.Unwrap returns it). Neither Message nor Err ever contains the
 // app secret, a session_key or a token.
 type Error struct {
-	Code    StatusCode
-	Message string
-	Err     error
+	Code    StatusCode // the status code to send to the mini program
+	Message string     // a short description, safe to send
+	Err     error      // the cause, or nil
 }
 
 // Error returns "mpauthx: <message> (<code>)" followed by the cause, if
@@ -95,8 +95,8 @@ func ErrorResult(err error) Result {
 // The Client returns it wrapped in an *Error with code
 // StatusSessionKeyRequestError; find it with errors.As.
 type WeChatError struct {
-	ErrCode int
-	ErrMsg  string
+	ErrCode int    // WeChat's errcode, such as ErrCodeCodeUsed
+	ErrMsg  string // WeChat's errmsg, with the app secret removed
 }
 
 // Error returns "wechat: errcode N: errmsg".

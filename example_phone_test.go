@@ -23,8 +23,14 @@ func phoneLoginHandler(c *mpauthx.Client) http.Handler {
 			Code      string `json:"code"`
 			PhoneCode string `json:"phoneCode"`
 		}
-		json.NewDecoder(r.Body).Decode(&req) // a bad body leaves them empty: 6001
-		res, err := c.AuthorizePhone(r.Context(), req.Code, req.PhoneCode)
+		var res mpauthx.Result
+		err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req)
+		if err != nil {
+			err = &mpauthx.Error{Code: mpauthx.StatusRequiredParamsMissing, Message: "body is not JSON", Err: err}
+			res = mpauthx.ErrorResult(err)
+		} else {
+			res, err = c.AuthorizePhone(r.Context(), req.Code, req.PhoneCode)
+		}
 		status := http.StatusOK
 		var we *mpauthx.WeChatError
 		switch {
@@ -40,7 +46,9 @@ func phoneLoginHandler(c *mpauthx.Client) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(res) // on failure res is mpauthx.ErrorResult(err)
+		if err := json.NewEncoder(w).Encode(res); err != nil { // on failure res is mpauthx.ErrorResult(err)
+			log.Print(err) // the client went away
+		}
 	})
 }
 
@@ -58,7 +66,10 @@ func Example_phoneLoginHandler() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("POST", "/login/phone", strings.NewReader(body)))
 		var res mpauthx.Result
-		json.Unmarshal(rec.Body.Bytes(), &res)
+		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+			fmt.Printf("HTTP %d, not a Result: %v\n", rec.Code, err)
+			return
+		}
 		fmt.Printf("HTTP %d, %d %s\n", rec.Code, res.StatusCode, res.StatusMessage)
 	}
 	phoneCode := wx.PhoneCode("o-alice")
@@ -148,7 +159,9 @@ func ExampleClient_Decrypt() {
 	var run struct {
 		StepInfoList []struct{ Step int } `json:"stepInfoList"`
 	}
-	json.Unmarshal(plain, &run)
+	if err := json.Unmarshal(plain, &run); err != nil || len(run.StepInfoList) == 0 {
+		log.Fatalf("not WeRun data: %v", err)
+	}
 	fmt.Println("steps:", run.StepInfoList[0].Step)
 	ok, err := c.CheckSessionKey(ctx, "o-carol")
 	fmt.Println("session key current:", ok, err)

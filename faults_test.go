@@ -33,7 +33,7 @@ type redisKind struct {
 }
 
 // redisKinds lists both ways. The caller's client has the options the
-// README recommends: ContextTimeoutEnabled, without which go-redis does not
+// docs/operations.md recommends: ContextTimeoutEnabled, without which go-redis does not
 // let a ctx deadline interrupt a blocked read, and New's fail-fast retries
 // (with go-redis's defaults an IsTokenValid during an outage took up to
 // 4.3 s under -race, too close to the tests' 5 s ctx).

@@ -1,32 +1,37 @@
 // Package mpauthx logs WeChat mini-program users in and checks their access
 // tokens.
 //
-// A mini program calls wx.login and sends the code (and, for the old
-// profile flow, encryptedData and iv) to your login handler, which calls
-// Client.Authorize or Client.AuthorizeCode. mpauthx exchanges the code with
-// WeChat's code2session, decrypts and checks the profile, registers the user
-// in an SQL table and returns an access token "<userID>|<sku>|<session>"
-// stored in Redis with a TTL. Request handlers then check tokens with
-// Client.IsTokenValid or the Client.Middleware.
+// A mini program calls wx.login and sends the code to your login handler,
+// which calls Client.AuthorizeCode; Client.AuthorizePhone also takes the
+// code of a getPhoneNumber button and records the user's phone number, and
+// Client.Authorize takes the encryptedData and iv of the old profile flow.
+// mpauthx exchanges the code with WeChat's code2session, registers the user
+// in an SQL table (SQLite, or PostgreSQL for several instances) and returns
+// an access token "<userID>|<sku>|<session>" that lives in Redis with a TTL.
+// Request handlers check tokens with Client.IsTokenValid or
+// Client.Middleware.
 //
-// Most mini programs now log in with the wx.login code alone and ask for
-// the user's phone number with a getPhoneNumber button: Client.AuthorizePhone
-// does both in one call and records the number on the user's row. It uses
-// the app's access token, which Client.AccessToken also hands out for
-// WeChat's other server APIs: fetched from stable_token, shared by every
-// instance through Redis and kept in process, renewed by one instance at a
-// time. Every login also keeps the user's session key, sealed, for
+// AuthorizePhone, and PhoneNumber, use the app's access token, which
+// Client.AccessToken also hands out for WeChat's other server APIs: one per
+// app, shared by every instance through Redis and renewed by one instance
+// at a time. Every login keeps the user's session key, sealed, for
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
-// Every failure is an *Error carrying one of the status codes of the Node.js
-// original (StatusDatabaseError, StatusSessionKeyRequestError, …); Code and
-// ErrorResult turn an error into the code and the JSON reply the mini program
-// expects. Secrets (the app secret, session keys, tokens) never appear in
-// errors or logs.
+// Every failure of a Client method is, or wraps, an *Error carrying a
+// status code of the Node.js original (StatusDatabaseError,
+// StatusSessionKeyRequestError, …) or one added for the phone login;
+// Code and ErrorResult turn an error into the code and the JSON reply the
+// mini program expects. Secrets (the app secret, session keys, tokens,
+// access tokens) never appear in errors, logs or Results.
 //
-// The package is safe for concurrent use: a busy backend shares one Client
-// between all its goroutines.
+// A Client is safe for concurrent use: create one with New and share it.
+// Package mpauthxtest is a fake WeChat for tests.
+//
+// The repository's docs directory has the long-form pages: operations.md
+// (storage layout, Redis ACLs, several instances, failure behaviour),
+// phone-login.md, localcache.md and performance.md; SECURITY.md has the
+// threat model.
 package mpauthx
 
 import (
@@ -45,110 +50,71 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Config configures a Client. Zero values mean the documented defaults;
-// AppID, AppSecret, Sku and DB are required.
+// Config configures a Client. AppID, AppSecret, Sku and DB are required;
+// the zero value of every other field means its default.
 type Config struct {
 	// AppID and AppSecret are the mini program's credentials (required).
+	// Read AppSecret from the environment or a secret store.
 	AppID     string
 	AppSecret string
 	// Sku names the product the tokens are for (required): at most 256
 	// bytes of printable UTF-8, without '|' and without spaces at either
-	// end.
-	// Tokens of another Sku are not valid for this Client.
+	// end. Tokens of another Sku are not valid for this Client.
 	Sku string
-	// TokenTTL is the lifetime of a token: 0 means DefaultTokenTTL (72 h).
-	// Negative values and values under a millisecond are refused.
+	// TokenTTL is how long a token lives from its issue or refresh; 0 means
+	// DefaultTokenTTL (72 h). Negative values and values under a
+	// millisecond are refused.
 	TokenTTL time.Duration
-	// Redis stores the tokens: a *redis.Client, *redis.ClusterClient or
-	// *redis.Ring. The Client never closes it. When nil, New dials
-	// RedisAddr (default DefaultRedisAddr) with RedisPassword, and Close
-	// closes that connection.
+	// Redis holds the tokens: a *redis.Client, *redis.ClusterClient or
+	// *redis.Ring, which the Client never closes. Give it
+	// ContextTimeoutEnabled: true, MaxRetries: 1 and DialerRetries: 1, so
+	// that calls report a Redis that is down within milliseconds, and keep
+	// its ReadTimeout and WriteTimeout finite: they bound the batches in
+	// which concurrent calls share round trips. A Redis user with an ACL
+	// needs the commands listed in docs/operations.md.
 	//
-	// Every call returns when its ctx ends, whatever the client's options;
-	// still give your own client ContextTimeoutEnabled: true, or go-redis
-	// keeps a hung Redis's connections busy until its own socket timeouts,
-	// and consider MaxRetries: 1 and DialerRetries: 1, or each
-	// call takes over a second to report that Redis is down. The client
-	// New dials is set up this way.
-	//
-	// Concurrent IsTokenValid calls share round trips through mpauthx's
-	// own batcher, made at New: one MGET per batch on a *redis.Client,
-	// one pipeline of GETs on a *redis.ClusterClient or *redis.Ring, sent
-	// on this client. The logins' token script goes through a private
-	// go-redis automatic pipeline made at New: on a *redis.Client it
-	// shares the client's connections and the hooks added before New; on
-	// a *redis.ClusterClient it is a second client with the same options,
-	// its own connections and none of your hooks. A *redis.Ring cannot
-	// autopipeline: each login's script is its own round trip. Both send
-	// their batches on a context of their own, so that every call can
-	// return when its ctx ends: ContextTimeoutEnabled does not bound them
-	// (the client's ReadTimeout and WriteTimeout do; keep them finite),
-	// and hooks see them without the call's ctx.
-	//
-	// MGET needs the mget command if your Redis user has an ACL. A batch
-	// on a Cluster or Ring waits for its slowest node.
-	//
-	// Close fails the checks still queued (ErrClosed) and waits for the
-	// batches in flight: the checks' up to your ReadTimeout and
-	// WriteTimeout per attempt, the pipeline's up to go-redis's own limit
-	// (30 s) when Redis hangs.
+	// Nil means New dials RedisAddr with RedisPassword and those options,
+	// and Close closes that client.
 	Redis         redis.UniversalClient
-	RedisAddr     string
-	RedisPassword string
-	// DB holds the user table (required): open it with OpenSQLite (or
-	// OpenPostgres, for a table shared by several instances), or create
-	// the table yourself with Schema (PostgresSchema). New detects the SQL
-	// dialect from the driver: github.com/mattn/go-sqlite3 ("sqlite3") or
+	RedisAddr     string // used only when Redis is nil; "" means DefaultRedisAddr
+	RedisPassword string // used only when Redis is nil
+	// DB holds the user table (required): open it with OpenSQLite (one
+	// machine) or OpenPostgres (several instances), or create the table
+	// yourself with Schema or PostgresSchema. Its driver must be
+	// github.com/mattn/go-sqlite3 ("sqlite3") or
 	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
-	// APIBase is WeChat's API server: "" means DefaultAPIBase. Point it at
-	// an mpauthxtest.Server in tests.
+	// APIBase is WeChat's API server: "" means DefaultAPIBase. Set it to an
+	// mpauthxtest.Server's URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
-	// DefaultHTTPTimeout timeout that keeps enough idle connections to
-	// WeChat for many concurrent logins (Close closes them).
-	//
-	// Redirects are never followed, whichever client: WeChat's API does
-	// not redirect, and following one would send the request's query (the
-	// AppSecret, the user's code) to the new host, in its URL and in the
-	// Referer header. New uses a copy of HTTPClient whose CheckRedirect
-	// refuses them (your client is left as it is; its Transport, Jar and
-	// Timeout are shared), so a 3xx reply fails the call like any reply
-	// other than 200 (StatusHTTPError inside StatusSessionKeyRequestError).
+	// DefaultHTTPTimeout timeout that keeps enough idle connections for
+	// many concurrent logins (Close closes them). Whichever client,
+	// redirects are not followed, since they would carry the AppSecret to
+	// another host: New uses a copy of yours that refuses them, and a 3xx
+	// reply fails the call like any reply other than 200.
 	HTTPClient *http.Client
-	// Logger receives a line per failed call (never a secret or token): Warn
-	// for failures of Redis, SQL or WeChat, Info for an invalid or used
-	// code or a user who must log in again, nothing for the caller's own
-	// mistakes and cancellations. nil means no logging.
+	// Logger receives one line per failed call, never with a secret or a
+	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
+	// or used code or a user who must log in again, nothing for the
+	// caller's own mistakes and cancellations. Nil means no logging.
 	Logger *slog.Logger
-	// LocalCache is how many tokens IsTokenValid keeps in process, kept
-	// current by Redis itself (server-assisted client-side caching);
-	// 0 means off. A repeated check of a live token is then answered
-	// without a round trip. A token revoked or refreshed by any instance
-	// stops validating everywhere as soon as Redis's invalidation arrives
-	// (measured on loopback: p99 about 0.2 ms), and within 50 ms of
-	// Redis executing the write even when the link that carries the
-	// invalidations stalls or breaks (a break also empties the cache
-	// until the link is back); an expired one no later than its expiry.
-	// Only live tokens are cached, so unknown or random tokens cannot
-	// fill it; at most LocalCache entries are kept.
+	// LocalCache is how many tokens IsTokenValid may keep in process, kept
+	// current by Redis itself (server-assisted client-side caching); 0
+	// means off. A repeated check of a live token is then answered without
+	// a round trip; a token revoked or refreshed by any instance stops
+	// validating everywhere within 50 ms, and an expired one at its expiry
+	// (docs/localcache.md has the bound and the figures). Only live tokens
+	// are cached, so unknown or random tokens cannot fill it.
 	//
 	// It needs a *redis.Client (a server or a Sentinel failover client)
-	// on Redis 6 or later that allows CLIENT ID, CLIENT TRACKING, CLIENT
-	// SETNAME, SUBSCRIBE to __redis__:invalidate, PING, PTTL, GET and SET (of a
-	// canary key under mpauthx:, which catches SWAPDB): the
-	// Client opens one more connection for it, named mpauthx-localcache.
-	// Elsewhere (a Cluster, a Ring, miniredis, an older server, a
-	// provider without CLIENT TRACKING) checks read Redis as without it,
-	// and the Logger says why once, at Warn.
-	//
-	// mpauthx tracks the keys itself (BCAST tracking of the mpauthx:
-	// prefix, with a lease renewed by PINGs on the link) rather than with
-	// go-redis's client-side cache (Options.ClientSideCacheConfig), whose
-	// hit measured 3 to 3.5 times as long (0.7 µs against 0.2 µs in one
-	// run), with 5 allocations against none, and which keeps entries past
-	// their key's TTL and caches misses. See docs/localcache.md for the
-	// design, the bound and the figures.
+	// on Redis 6 or later whose user may run CLIENT ID, CLIENT TRACKING,
+	// CLIENT SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL,
+	// and GET and SET of a canary key under mpauthx: (which catches
+	// SWAPDB); the Client opens one more connection for it. Elsewhere (a
+	// Cluster, a Ring, miniredis, an older server, a provider without
+	// CLIENT TRACKING) checks read Redis as without it, and the Logger
+	// says why once.
 	LocalCache int
 }
 
@@ -156,13 +122,16 @@ type Config struct {
 // REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
 // and the password of APIBase's userinfo is masked.
 //
-// fmt uses String (and GoString for %#v), and slog uses LogValue, when they
-// are given a Config or *Config, or a struct holding one in an exported
-// field. They cannot call methods on an unexported field: printing a
-// struct of yours that keeps a Config in an unexported field with %v or
-// %+v prints AppSecret and RedisPassword in clear, and so does slog's
-// default formatting of it. Do not print such a struct, or give it a
-// String (and LogValue) method of its own.
+// fmt uses String (and GoString for %#v) when it prints a Config or
+// *Config, also one held in an exported field, a slice or a map; slog uses
+// LogValue when a Config or *Config is an attribute's value. Neither can
+// call methods on an unexported field: a struct of yours that keeps a
+// Config in an unexported field prints AppSecret and RedisPassword in
+// clear with %v or %+v, and so does slog. encoding/json uses none of these
+// methods: json.Marshal of a Config, or of a struct holding one (as slog's
+// JSONHandler does with a struct attribute), includes the secrets. Do not
+// print or log such structs, or give them a String (and LogValue) method
+// of their own.
 func (cfg Config) String() string {
 	return fmt.Sprintf("mpauthx.Config{AppID:%q AppSecret:REDACTED Sku:%q TokenTTL:%v RedisAddr:%q APIBase:%q}",
 		cfg.AppID, cfg.Sku, cfg.TokenTTL, cfg.RedisAddr, redactURL(cfg.APIBase))
@@ -352,19 +321,17 @@ func isNilRedis(r redis.UniversalClient) bool {
 	return false
 }
 
-// Close releases what New opened: the access token's refresh in flight,
-// the local cache and its link, the batcher that coalesces IsTokenValid's
-// reads, the pipeline of the logins' token script, the idle connections
-// of the default HTTP client, the statements New prepared on Config.DB
-// and the Redis connection New dialed, if any. It never closes
-// Config.Redis or Config.DB. It waits for
-// the SQL statements in flight (give calls a ctx that ends) and the token
-// checks' batches in flight, and drops the profile writes and token checks
-// still queued. It is idempotent. Afterwards Authorize,
-// AuthorizeCode, RefreshToken, IsTokenValid and RevokeToken fail with an
-// *Error (code StatusUnknownError) wrapping ErrClosed, and the Middleware
-// answers 503 with that error's Result; ExtractOpenID and ExtractSku,
-// which do no I/O, keep working.
+// Close releases what New opened: the Redis client New dialed, if any,
+// the connection of the local cache, the idle connections of the default
+// HTTP client, the statements New prepared, and the goroutines that batch
+// Redis calls and renew the access token. It never closes Config.Redis or
+// Config.DB. It waits for the calls in flight to Redis and SQL (give calls
+// a ctx that ends) and fails the token checks and profile writes still
+// queued. It is idempotent.
+//
+// Afterwards every method that does I/O fails with an *Error (code
+// StatusUnknownError) wrapping ErrClosed, and the Middleware answers 503
+// with that error's Result; ExtractOpenID and ExtractSku keep working.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)

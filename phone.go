@@ -12,7 +12,7 @@ import (
 type Phone struct {
 	PhoneNumber     string `json:"phoneNumber"`     // with the country code for foreign numbers
 	PurePhoneNumber string `json:"purePhoneNumber"` // without it
-	CountryCode     string `json:"countryCode"`
+	CountryCode     string `json:"countryCode"`     // such as "86"
 }
 
 // phoneRequest is getuserphonenumber's JSON body.

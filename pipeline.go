@@ -34,7 +34,7 @@ type pipeline struct {
 // through it needs ordering, hence Unordered. On a 2-core machine this
 // measured ahead of go-redis's default (one ordered batch of up to 200),
 // 64×1 and full duplex, and level with or ahead of 16×4; a MaxFlushDelay
-// halved throughput. See BenchmarkBaseline and README, Performance.
+// halved throughput. See BenchmarkBaseline and docs/performance.md.
 func pipelineOptions() *redis.AutoPipelineOptions {
 	return &redis.AutoPipelineOptions{MaxBatchSize: 32, MaxConcurrentBatches: 2, Unordered: true}
 }

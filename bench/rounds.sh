@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ROUNDS rounds of every figure in README "Performance", one command
+# Runs ROUNDS rounds of every figure in docs/performance.md, one command
 # after the other, against the throwaway Redis at 127.0.0.1:PORT, so that
 # all of them are measured in the same minutes:
 #
@@ -25,7 +25,7 @@ rb() { # prints redis-benchmark's requests per second; fails if it printed none
 	echo "$out"
 }
 for ((r = 1; r <= rounds; r++)); do
-	echo "## round $r $(date -u +%H:%M:%S) UTC"
+	echo "## round $r"
 	out=$(rb -n 1000000 -P 16) || exit 1
 	echo "redis-benchmark -P 16: $out"
 	out=$(rb -n 300000) || exit 1

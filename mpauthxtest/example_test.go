@@ -27,7 +27,11 @@ func loginHandler(c *mpauthx.Client) http.Handler {
 		var req struct {
 			Code string `json:"code"`
 		}
-		json.NewDecoder(r.Body).Decode(&req) // a bad body leaves Code empty: 6001
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, mpauthx.Result{
+				StatusCode: mpauthx.StatusRequiredParamsMissing, StatusMessage: "body is not JSON"})
+			return
+		}
 		res, err := c.AuthorizeCode(r.Context(), req.Code)
 		status := http.StatusOK
 		var we *mpauthx.WeChatError
@@ -42,10 +46,17 @@ func loginHandler(c *mpauthx.Client) http.Handler {
 		default:
 			status = http.StatusBadGateway
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(res) // on failure res is mpauthx.ErrorResult(err)
+		writeJSON(w, status, res) // on failure res is mpauthx.ErrorResult(err)
 	})
+}
+
+// writeJSON sends v as JSON with the HTTP status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		log.Print(err) // the client went away
+	}
 }
 
 // Example_loginHandler tests a login handler end to end: the fake WeChat,
@@ -87,7 +98,10 @@ func Example_loginHandler() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("POST", "/login", strings.NewReader(body)))
 		var res mpauthx.Result
-		json.Unmarshal(rec.Body.Bytes(), &res)
+		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+			fmt.Printf("HTTP %d, not a Result: %v\n", rec.Code, err)
+			return
+		}
 		tok := "no token"
 		if id := c.ExtractOpenID(res.Response); id != "" {
 			tok = "a token of " + id
@@ -97,6 +111,7 @@ func Example_loginHandler() {
 	post(`{"code":"` + code + `"}`) // logs o-alice in
 	post(`{"code":"` + code + `"}`) // the code is single-use
 	post(`{}`)                      // no code
+	post(`not JSON`)                // a bad body
 	wx.FailNext(1, mpauthxtest.Fault{ErrCode: 45011})
 	post(`{"code":"` + wx.Code("o-alice") + `"}`) // WeChat rate-limits the app
 	wx.FailNext(1, mpauthxtest.Fault{Status: http.StatusInternalServerError})
@@ -105,6 +120,7 @@ func Example_loginHandler() {
 	// HTTP 200, 1 OK (a token of o-alice)
 	// HTTP 401, 6008 session key request error: errcode 40163 (code already used) (no token)
 	// HTTP 400, 6001 code is required (no token)
+	// HTTP 400, 6001 body is not JSON (no token)
 	// HTTP 502, 6008 session key request error: errcode 45011 (rate limited by WeChat) (no token)
 	// HTTP 502, 6008 session key request error: WeChat answered HTTP 500 (no token)
 }
@@ -169,8 +185,12 @@ func ExampleServer_FailNext() {
 			OpenID  string `json:"openid"`
 			ErrCode int    `json:"errcode"`
 		}
-		json.NewDecoder(resp.Body).Decode(&r)
+		err = json.NewDecoder(resp.Body).Decode(&r)
 		resp.Body.Close()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
 		fmt.Printf("errcode=%d openid=%q\n", r.ErrCode, r.OpenID)
 	}
 	fmt.Println(srv.Requests(), "requests")

@@ -742,7 +742,11 @@ func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, bool) {
 func parseLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 	var req loginRequest
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil && ct != "" {
+		return req, errors.New("the Content-Type header is not a media type")
+	}
 	if mt == "application/json" {
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			return req, errors.New("the body is not a JSON object {code, encryptedData, iv, phoneCode}")
@@ -762,15 +766,32 @@ func parseLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 // handleRefresh rotates the token of the caller, whom the Middleware has
 // authenticated: a user can only ever refresh their own token.
 func (d *demo) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	userID, _ := mpauthx.OpenIDFromContext(r.Context())
+	userID, ok := mpauthx.OpenIDFromContext(r.Context())
+	if !ok {
+		notBehindMiddleware(w)
+		return
+	}
 	res, err := d.c.RefreshToken(r.Context(), userID)
 	writeJSON(w, httpStatus(err), res)
 }
 
 // handleMe returns the caller's user ID.
 func (d *demo) handleMe(w http.ResponseWriter, r *http.Request) {
-	userID, _ := mpauthx.OpenIDFromContext(r.Context())
+	userID, ok := mpauthx.OpenIDFromContext(r.Context())
+	if !ok {
+		notBehindMiddleware(w)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"openid": userID})
+}
+
+// notBehindMiddleware answers a request that reached a protected handler
+// without the Middleware in front: a mistake in routes, not the caller's.
+func notBehindMiddleware(w http.ResponseWriter) {
+	writeJSON(w, http.StatusInternalServerError, mpauthx.Result{
+		StatusCode:    mpauthx.StatusUnknownError,
+		StatusMessage: "handler not behind the Middleware",
+	})
 }
 
 // devCode is the reply of GET /dev/code: a valid body for POST /login

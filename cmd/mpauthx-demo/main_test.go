@@ -520,7 +520,7 @@ func TestExitCode(t *testing.T) {
 }
 
 // TestCurlLines runs the curl lines the demo prints, as a reader would
-// paste them, and checks what they print: they are also in the README.
+// paste them, and checks what they print.
 func TestCurlLines(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "sed"} {
 		if _, err := exec.LookPath(tool); err != nil {
