@@ -63,7 +63,8 @@ import (
 //     invalidation that arrives between the read and the insert wins.
 //   - Redis announces nothing when SWAPDB swaps the Client's database for
 //     another. A canary key of the cache's own, stored in that database, is
-//     read every cacheHeartbeat through the Client's connections: the cache
+//     read every cacheHeartbeat over a connection of its own (the link's
+//     options, so the same server and database): the cache
 //     answers only until cacheLease after the send of the last GET that
 //     found it. A missing canary (swapped, flushed, expired, Redis
 //     restarted) empties the cache once the canary is stored again.
@@ -86,6 +87,7 @@ const (
 	canaryTTL        = time.Hour        // the canary key's TTL
 	canaryRefresh    = 10 * time.Minute // how often the canary key's TTL is renewed
 	cacheLinkName    = "mpauthx-localcache"
+	cacheCanaryName  = "mpauthx-localcache-canary"
 	invalidateChan   = "__redis__:invalidate"
 )
 
@@ -105,6 +107,7 @@ type localCache struct {
 
 	rdb   redis.UniversalClient // the Client's: the fills' PTTLs
 	link  *redis.Client         // the tracking link's own client
+	probe *redis.Client         // the canary's own client: the link's options, without tracking
 	ps    atomic.Pointer[redis.PubSub]
 	log   *slog.Logger
 	fills chan cacheFill
@@ -176,6 +179,9 @@ func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Lo
 	opt.ClientName = cacheLinkName
 	opt.MaxRetries = -1 // read reconnects, and empties the cache first
 	opt.ClientSideCacheConfig, opt.ClientSideCache = nil, nil
+	probeOpt := opt
+	probeOpt.ClientName = cacheCanaryName
+	lc.probe = redis.NewClient(&probeOpt)
 	callerOnConnect := opt.OnConnect
 	opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 		if callerOnConnect != nil {
@@ -231,6 +237,7 @@ func (lc *localCache) close() error {
 	}
 	lc.cancel()
 	err := lc.link.Close() // ends a Receive in flight
+	err = errors.Join(err, lc.probe.Close())
 	lc.wg.Wait()
 	return err
 }
@@ -593,7 +600,9 @@ func (lc *localCache) fill(batch []cacheFill) {
 // the Client's database is still the one whose writes the link announces:
 // Redis announces nothing when SWAPDB swaps it for another (nor when a
 // failover or a restart hands it over empty, which the link's reconnect
-// covers). It reads the canary key with the Client's connections: holding
+// covers). It reads the canary key over a connection of its own (same
+// server and database as the Client's, but no wait for the Client's pool
+// when the application keeps it busy): holding
 // the value last stored, it lets the cache answer until cacheLease after
 // that GET's send. Missing or holding another value (a database swapped
 // out and back holds an older one), the key is stored again with a new
@@ -620,18 +629,18 @@ func (lc *localCache) canary() {
 		}
 		ctx, cancel := context.WithTimeout(lc.ctx, cacheFillTimeout)
 		sent := lc.now()
-		got, err := lc.rdb.Get(ctx, lc.canaryKey).Result()
+		got, err := lc.probe.Get(ctx, lc.canaryKey).Result()
 		switch {
 		case err == nil && got == want:
 			if until := sent + int64(cacheLease); until > lc.canaried.Load() {
 				lc.canaried.Store(until) // only this goroutine writes canaried
 			}
-			if sent-stored >= int64(canaryRefresh) && lc.rdb.SetXX(ctx, lc.canaryKey, want, canaryTTL).Err() == nil {
+			if sent-stored >= int64(canaryRefresh) && lc.probe.SetXX(ctx, lc.canaryKey, want, canaryTTL).Err() == nil {
 				stored = sent
 			}
 		case err == nil || errors.Is(err, redis.Nil):
 			v := rand.Text()
-			if err = lc.rdb.Set(ctx, lc.canaryKey, v, canaryTTL).Err(); err == nil {
+			if err = lc.probe.Set(ctx, lc.canaryKey, v, canaryTTL).Err(); err == nil {
 				want, stored = v, sent
 				lc.purge()
 			}

@@ -115,7 +115,7 @@ func TestLocalCacheLinkFaults(t *testing.T) {
 			u := e.user("eve")
 			tok := e.login(t, u)
 			holdOn(t, b, tok)
-			pollUntil(t, "two links up", func() bool { return strings.Count(admin.ClientList(bg).Val(), "name=mpauthx-localcache") == 2 })
+			pollUntil(t, "two links up", func() bool { return strings.Count(admin.ClientList(bg).Val(), "name=mpauthx-localcache ") == 2 })
 			var wg sync.WaitGroup
 			wg.Go(func() { tc.breakLink(t, admin) })
 			// A killed connection fails the revoke that was on it.

@@ -111,7 +111,7 @@ type Config struct {
 	// on Redis 6 or later whose user may run CLIENT ID, CLIENT TRACKING,
 	// CLIENT SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL,
 	// and GET and SET of a canary key under mpauthx: (which catches
-	// SWAPDB); the Client opens one more connection for it. Elsewhere (a
+	// SWAPDB); the Client opens two more connections for it. Elsewhere (a
 	// Cluster, a Ring, miniredis, an older server, a provider without
 	// CLIENT TRACKING) checks read Redis as without it, and the Logger
 	// says why once.
