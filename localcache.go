@@ -631,7 +631,7 @@ func (lc *localCache) canary() {
 		sent := lc.now()
 		got, err := lc.probe.Get(ctx, lc.canaryKey).Result()
 		switch {
-		case err == nil && got == want:
+		case err == nil && got == want && want != "":
 			if until := sent + int64(cacheLease); until > lc.canaried.Load() {
 				lc.canaried.Store(until) // only this goroutine writes canaried
 			}

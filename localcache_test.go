@@ -141,12 +141,17 @@ func TestLocalCacheExpiry(t *testing.T) {
 	forEachRedis(t, func(cfg *mpauthx.Config) { withCache(cfg); cfg.TokenTTL = ttl }, func(t *testing.T, e *env) {
 		b := e.client(t, func(cfg *mpauthx.Config) { withCache(cfg); cfg.TokenTTL = ttl })
 		tok := e.login(t, e.user("bob"))
-		issued := time.Now() // after the login: the key expires before issued+ttl
+		// After the login: the key's expiry, in Redis's whole milliseconds,
+		// is before issued+ttl, and Redis keeps a key through the
+		// millisecond of its expiry: it is gone 1 ms after issued+ttl at
+		// the latest (a login that returned within 1 ms of its write made
+		// this test fail now and then without that millisecond).
+		issued := time.Now()
 		held(t, e, b, tok)
 		if e.mr != nil {
 			e.mr.FastForward(ttl)
 		} else {
-			time.Sleep(time.Until(issued.Add(ttl)))
+			time.Sleep(time.Until(issued.Add(ttl + time.Millisecond)))
 		}
 		if checkOf(t, b)(tok) {
 			t.Error("an expired token is valid")
