@@ -516,7 +516,7 @@ func (c *Client) fetchAccessToken(ctx context.Context, force bool) (*accessToken
 	}
 	token, expiresIn, err := parseStableTokenReply(reply)
 	if err != nil {
-		return nil, apiError(StatusAccessTokenError, "stable_token", c.cleanWeChatError(err, ""))
+		return nil, apiError(StatusAccessTokenError, "stable_token", c.cleanWeChatError(err))
 	}
 	expiry := start.Add(expiresIn)
 	return &accessToken{token: token, expiry: expiry, refreshAt: refreshTime(c.now(), expiry)}, nil

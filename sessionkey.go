@@ -204,7 +204,7 @@ func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, erro
 	valid := false
 	err = c.withAccessToken(ctx, StatusSessionKeyRequestError, "checksession", func(token string) error {
 		q := url.Values{"access_token": {token}, "openid": {openID}, "signature": {sig}, "sig_method": {"hmac_sha256"}}
-		body, err := c.callAPI(ctx, http.MethodGet, c.checkSessionURL+"?"+q.Encode(), nil)
+		body, err := c.callAPI(ctx, http.MethodGet, c.checkSessionURL+"?"+q.Encode(), nil, token, sig)
 		if err != nil {
 			return err
 		}
@@ -218,7 +218,7 @@ func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, erro
 		case ErrCodeSessionKeyInvalid:
 			valid = false
 		default:
-			return c.cleanWeChatError(&WeChatError{ErrCode: r.ErrCode, ErrMsg: r.ErrMsg}, token)
+			return c.cleanWeChatError(&WeChatError{ErrCode: r.ErrCode, ErrMsg: r.ErrMsg}, token, sig)
 		}
 		return nil
 	})
