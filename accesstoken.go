@@ -371,6 +371,15 @@ func (c *Client) fresh(t *accessToken, rejected string) bool {
 // fails, with refused as the reason when a forced refresh was refused.
 func (c *Client) fetchAndShare(ctx context.Context, rejected string, force bool, refused string) error {
 	t, err := c.fetchAccessToken(ctx, force)
+	if we := (*WeChatError)(nil); force && errors.As(err, &we) && (we.ErrCode == ErrCodeRateLimited || we.ErrCode == ErrCodeDailyQuota) {
+		// WeChat's count of forced refreshes is not Redis's (Redis
+		// restarted and forgot one, or another deployment forced one):
+		// normal mode still helps if WeChat has moved on.
+		refused = "WeChat refused a forced refresh (" + weChatErrText(we.ErrCode) + ")"
+		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat refused a forced refresh of the access token that Redis allowed",
+			slog.Int("errcode", we.ErrCode))
+		t, err = c.fetchAccessToken(ctx, false)
+	}
 	if err != nil {
 		return err
 	}
