@@ -12,7 +12,9 @@ import "github.com/redis/go-redis/v9"
 // with a TTL of ARGV[2] ms and returns it. Either way it stores the
 // login's sealed session key ARGV[3] in KEYS[2] with the session's TTL, so
 // that the user's latest session key lives as long as the token. A key
-// somehow left without TTL gets one. A key holding something other than a
+// somehow left without TTL gets one. A session in the very millisecond it
+// ends (PTTL 0: Redis expires a key only once its time has passed) is
+// replaced, since nothing can be stored for 0 ms. A key holding something other than a
 // string (not written by mpauthx) is no session, as IsTokenValid and
 // RevokeToken see it: it is replaced, so that the user can log in. Both
 // keys share the user's hash tag; KEYS[2] is left out (see userKeys) when
@@ -33,10 +35,12 @@ if cur then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     ttl = ARGV[2]
   end
-  if KEYS[2] then
-    redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+  if ttl ~= 0 then
+    if KEYS[2] then
+      redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+    end
+    return cur
   end
-  return cur
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] then
