@@ -16,3 +16,7 @@ func SetClock(c *Client, now func() time.Time) { c.clock = now }
 func Issue(ctx context.Context, c *Client, userID, openID, sessionKey string) (Result, error) {
 	return c.issue(ctx, userID, session{openID: openID, sessionKey: sessionKey})
 }
+
+// ForgetAccessToken drops c's in-process copy of the access token, as a
+// new instance starts without one.
+func ForgetAccessToken(c *Client) { c.at.cur.Store(nil) }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -175,4 +176,126 @@ func TestServerAPISecrets(t *testing.T) {
 func jsonText(s string) string {
 	b, _ := json.Marshal(s)
 	return string(bytes.Trim(b, `"`))
+}
+
+// TestServerAPIHostileReplies: whatever WeChat (or a proxy in its place)
+// answers stable_token, getuserphonenumber and checksession with, the
+// call fails with the API's status code, wrapping the precise one where
+// there is one, and never reports success for a reply that does not say
+// so: a checksession reply without errcode is no proof that the session
+// key is current.
+func TestServerAPIHostileReplies(t *testing.T) {
+	huge := []byte(`{"errcode":0,"x":"` + strings.Repeat("x", 1<<20) + `"}`)
+	phone := func(info string) []byte {
+		return []byte(`{"errcode":0,"errmsg":"ok","phone_info":` + info + `}`)
+	}
+	info := func(number string) string {
+		return `{"phoneNumber":"` + number + `","purePhoneNumber":"` + number + `","countryCode":"86","watermark":{"timestamp":1,"appid":"APPID"}}`
+	}
+	type reply struct {
+		name      string
+		body      []byte
+		wantInner mpauthx.StatusCode // the wrapped *Error's code, if any
+	}
+	tests := []struct {
+		name    string
+		path    string
+		code    mpauthx.StatusCode
+		replies []reply
+	}{
+		{"stable_token", mpauthxtest.StableTokenPath, mpauthx.StatusAccessTokenError, []reply{
+			{"not JSON", []byte("<html>busy</html>"), mpauthx.StatusJSONParseError},
+			{"null", []byte("null"), mpauthx.StatusAccessTokenError},
+			{"empty object", []byte("{}"), mpauthx.StatusAccessTokenError},
+			{"expires_in 0", []byte(`{"access_token":"AT","expires_in":0}`), mpauthx.StatusAccessTokenError},
+			{"expires_in negative", []byte(`{"access_token":"AT","expires_in":-7200}`), mpauthx.StatusAccessTokenError},
+			{"expires_in a year", []byte(`{"access_token":"AT","expires_in":31536000}`), mpauthx.StatusAccessTokenError},
+			{"expires_in huge", []byte(`{"access_token":"AT","expires_in":1e30}`), mpauthx.StatusJSONParseError},
+			{"expires_in string", []byte(`{"access_token":"AT","expires_in":"7200"}`), mpauthx.StatusJSONParseError},
+			{"no expires_in", []byte(`{"access_token":"AT"}`), mpauthx.StatusAccessTokenError},
+			{"token with a space", []byte(`{"access_token":"A T","expires_in":7200}`), mpauthx.StatusAccessTokenError},
+			{"token with NUL", []byte(`{"access_token":"A\u0000T","expires_in":7200}`), mpauthx.StatusAccessTokenError},
+			{"token not ASCII", []byte(`{"access_token":"令牌","expires_in":7200}`), mpauthx.StatusAccessTokenError},
+			{"token of 10 KB", []byte(`{"access_token":"` + strings.Repeat("A", 10<<10) + `","expires_in":7200}`), mpauthx.StatusAccessTokenError},
+			{"token a number", []byte(`{"access_token":12345,"expires_in":7200}`), mpauthx.StatusJSONParseError},
+			{"errcode a string", []byte(`{"errcode":"40001"}`), mpauthx.StatusJSONParseError},
+			{"over 1 MiB", huge, mpauthx.StatusHTTPResponseError},
+		}},
+		{"getuserphonenumber", mpauthxtest.PhoneNumberPath, mpauthx.StatusPhoneNumberError, []reply{
+			{"not JSON", []byte("<html>busy</html>"), mpauthx.StatusJSONParseError},
+			{"null", []byte("null"), mpauthx.StatusPhoneNumberError},
+			{"empty object", []byte("{}"), mpauthx.StatusPhoneNumberError},
+			{"phone_info null", phone("null"), mpauthx.StatusPhoneNumberError},
+			{"phone_info a string", phone(`"13800138000"`), mpauthx.StatusJSONParseError},
+			{"no watermark", phone(`{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":"86"}`), mpauthx.StatusPhoneNumberError},
+			{"another app's watermark", phone(strings.Replace(info("13800138000"), "APPID", "wx-other-app", 1)), mpauthx.StatusPhoneNumberError},
+			{"number with NUL", phone(info(`138\u00000138000`)), mpauthx.StatusPhoneNumberError},
+			{"number of 10 KB", phone(info(strings.Repeat("1", 10<<10))), mpauthx.StatusPhoneNumberError},
+			{"number with letters", phone(info("1380013800O")), mpauthx.StatusPhoneNumberError},
+			{"number empty", phone(info("")), mpauthx.StatusPhoneNumberError},
+			{"number a number", phone(`{"phoneNumber":13800138000}`), mpauthx.StatusJSONParseError},
+			{"over 1 MiB", huge, mpauthx.StatusHTTPResponseError},
+		}},
+		{"checksession", mpauthxtest.CheckSessionPath, mpauthx.StatusSessionKeyRequestError, []reply{
+			{"not JSON", []byte("<html>busy</html>"), mpauthx.StatusJSONParseError},
+			{"empty", []byte(" "), mpauthx.StatusResponseIsNull},
+			{"null", []byte("null"), 0},
+			{"empty object", []byte("{}"), 0},
+			{"errmsg ok without errcode", []byte(`{"errmsg":"ok"}`), 0},
+			{"errcode null", []byte(`{"errcode":null,"errmsg":"ok"}`), 0},
+			{"errcode a string", []byte(`{"errcode":"0"}`), mpauthx.StatusJSONParseError},
+			{"over 1 MiB", huge, mpauthx.StatusHTTPResponseError},
+		}},
+	}
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		clk := newFakeClock()
+		mpauthx.SetClock(e.c, clk.now)
+		u := e.phoneUser("13800138000", "")
+		if _, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range tests {
+			for _, r := range tt.replies {
+				t.Run(tt.name+"/"+r.name, func(t *testing.T) {
+					clk.add(time.Minute) // past the access token's retry delay
+					body := bytes.ReplaceAll(r.body, []byte("APPID"), []byte(e.wx.AppID))
+					e.wx.FailNextAt(tt.path, 1, mpauthxtest.Fault{Body: body})
+					var err error
+					switch tt.path {
+					case mpauthxtest.StableTokenPath:
+						e.rdb.Del(bg, e.appKey("access_token"))
+						mpauthx.ForgetAccessToken(e.c)
+						var tok string
+						if tok, err = e.c.AccessToken(bg); err == nil {
+							t.Errorf("AccessToken = %q", tok)
+						}
+					case mpauthxtest.PhoneNumberPath:
+						var p mpauthx.Phone
+						if p, err = e.c.PhoneNumber(bg, e.wx.PhoneCode(u.OpenID)); err == nil {
+							t.Errorf("PhoneNumber = %+v", p)
+						}
+					default:
+						var ok bool
+						if ok, err = e.c.CheckSessionKey(bg, u.OpenID); err == nil {
+							t.Errorf("CheckSessionKey = %t, nil", ok)
+						}
+					}
+					if mpauthx.Code(err) != tt.code {
+						t.Fatalf("err = %v, want code %d", err, tt.code)
+					}
+					var inner *mpauthx.Error
+					if r.wantInner != 0 && (!errors.As(errors.Unwrap(err), &inner) || inner.Code != r.wantInner) {
+						t.Errorf("err = %v, want a %d inside", err, r.wantInner)
+					}
+				})
+			}
+		}
+		// Healed: each API answers again.
+		if _, err := e.c.PhoneNumber(bg, e.wx.PhoneCode(u.OpenID)); err != nil {
+			t.Errorf("PhoneNumber after the hostile replies: %v", err)
+		}
+		if ok, err := e.c.CheckSessionKey(bg, u.OpenID); !ok || err != nil {
+			t.Errorf("CheckSessionKey after the hostile replies = %t, %v", ok, err)
+		}
+	})
 }
