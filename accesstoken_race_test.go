@@ -74,3 +74,72 @@ func TestAccessTokenForceRefusedByWeChat(t *testing.T) {
 		}
 	})
 }
+
+// TestAccessTokenRenewStorm: eight instances, each with eight callers
+// renewing the rejected token over and over, while Redis restarts (the
+// shared token, the lock and the record of the forced refresh vanish):
+// one forced refresh in all, every call gets WeChat's current token, and
+// a bounded number of stable_token calls.
+func TestAccessTokenRenewStorm(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		clk := newFakeClock()
+		cs := e.instances(t, 8, clk)
+		old := accessToken(t, cs[0])
+		for _, c := range cs[1:] {
+			accessToken(t, c)
+		}
+		e.wx.ExpireAccessToken() // WeChat ends it: 40001 from now on
+		reqs := e.wx.AccessTokenRequests()
+		day := clk.now().In(time.FixedZone("UTC+8", 8*3600)).Format("20060102")
+		concurrently(len(cs)*8, func(i int) {
+			c := cs[i%len(cs)]
+			for round := range 5 {
+				if i == 0 && round == 2 {
+					e.rdb.Del(bg, e.appKey("access_token"), e.appKey("access_token:lock"),
+						e.appKey("force_spacing"), e.appKey("force_count:"+day))
+				}
+				tok, err := c.RenewAccessToken(bg, old)
+				if err != nil || tok == old || tok != e.wx.AccessToken() {
+					t.Errorf("caller %d, round %d: RenewAccessToken = %q, %v; want WeChat's current token", i, round, tok, err)
+					return
+				}
+			}
+		})
+		if n := e.wx.ForcedRefreshes(); n > 1 {
+			t.Errorf("%d forced refreshes, want at most 1", n)
+		}
+		if n := e.wx.AccessTokenRequests() - reqs; n > 1+len(cs) {
+			t.Errorf("%d stable_token calls for %d instances, want at most %d", n, len(cs), 1+len(cs))
+		}
+	})
+}
+
+// TestAccessTokenForceBudgetAtMidnight: the day's budget of forced
+// refreshes is counted per day of Beijing time (UTC+8), as WeChat counts
+// it: spent at 23:59:59.9 there, it is whole again at midnight.
+func TestAccessTokenForceBudgetAtMidnight(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		beijing := time.FixedZone("UTC+8", 8*3600)
+		now := time.Now().In(beijing)
+		// 23:59:59.9 Beijing time today, on the client's clock and WeChat's.
+		evening := time.Date(now.Year(), now.Month(), now.Day(), 23, 59, 59, 900e6, beijing)
+		clk := &fakeClock{t: evening}
+		e.wx.Advance(evening.Sub(now))
+		c := e.instances(t, 1, clk)[0]
+		tok := accessToken(t, c)
+		if err := e.rdb.Set(bg, e.appKey("force_count:"+evening.Format("20060102")), 20, 48*time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.RenewAccessToken(bg, tok); mpauthx.Code(err) != mpauthx.StatusAccessTokenError || !strings.Contains(err.Error(), "daily budget") {
+			t.Fatalf("RenewAccessToken at 23:59:59.9 with the budget spent = %v, want 6012 naming the budget", err)
+		}
+		e.advanceWeChat(clk, 200*time.Millisecond) // 00:00:00.1
+		got, err := c.RenewAccessToken(bg, tok)
+		if err != nil || got == tok || e.wx.ForcedRefreshes() != 1 {
+			t.Fatalf("RenewAccessToken at 00:00:00.1 = %q, %v after %d forced refreshes; want a new token after 1", got, err, e.wx.ForcedRefreshes())
+		}
+		if n := e.rdb.Get(bg, e.appKey("force_count:"+clk.now().In(beijing).Format("20060102"))).Val(); n != "1" {
+			t.Errorf("the new day's count = %q, want 1", n)
+		}
+	})
+}
