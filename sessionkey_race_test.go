@@ -49,3 +49,135 @@ func TestLoginInTokensLastMillisecond(t *testing.T) {
 		}
 	})
 }
+
+// TestFirstLoginsAcrossInstancesAndFlows: one new WeChat user, whose
+// unionid only Authorize learns (from encryptedData), logs in at the same
+// moment on four instances through Authorize, AuthorizeCode and
+// AuthorizePhone: one row, one user ID, one token for all, the phone
+// recorded on that row, and a session key that opens the user's payloads.
+func TestFirstLoginsAcrossInstancesAndFlows(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		cs := []*mpauthx.Client{e.c}
+		for range 3 {
+			cs = append(cs, e.client(t, func(*mpauthx.Config) {}))
+		}
+		for round := range 4 {
+			u := e.phoneUser("13800138000", "")
+			u.UnionID = "u" + u.OpenID
+			u.OmitUnionIDInSession = true
+			u = e.wx.AddUser(u)
+			rows := e.userRows(t)
+			const n = 12
+			toks := make([]string, n)
+			concurrently(n, func(i int) {
+				c := cs[i%len(cs)]
+				var res mpauthx.Result
+				var err error
+				switch (i + round) % 3 {
+				case 0:
+					data, iv := e.wx.UserInfo(u.OpenID)
+					res, err = c.Authorize(bg, e.wx.Code(u.OpenID), data, iv)
+				case 1:
+					res, err = c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+				default:
+					res, err = c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID))
+				}
+				if err != nil {
+					t.Errorf("round %d, login %d: %v", round, i, err)
+				}
+				toks[i] = res.Response
+			})
+			for i, tok := range toks {
+				if tok != toks[0] {
+					t.Fatalf("round %d: login %d got %q, login 0 %q", round, i, tok, toks[0])
+				}
+			}
+			if n := e.userRows(t) - rows; n != 1 {
+				t.Fatalf("round %d: %d rows added, want 1", round, n)
+			}
+			id := e.c.ExtractOpenID(toks[0])
+			got, err := cs[round%len(cs)].User(bg, id)
+			if err != nil || got.OpenID != u.OpenID || got.Phone != u.Phone {
+				t.Errorf("round %d: User(%q) = %+v, %v", round, id, got, err)
+			}
+			data, iv := e.wx.EncryptFor(u.OpenID, weRun(e.wx.AppID))
+			if _, err := cs[(round+1)%len(cs)].Decrypt(bg, id, data, iv); err != nil {
+				t.Errorf("round %d: Decrypt: %v", round, err)
+			}
+			// Every later login, by any flow, keeps that ID.
+			res, err := cs[0].AuthorizeCode(bg, e.wx.Code(u.OpenID))
+			if err != nil || res.Response != toks[0] {
+				t.Errorf("round %d: a later login = %+v, %v; want the same token", round, res, err)
+			}
+		}
+	})
+}
+
+// TestSessionKeyFollowsTokenUnderRaces: logins (some with a new session
+// key from WeChat), RefreshToken and RevokeToken of one user race on
+// four instances; afterwards the sealed session key lives exactly as
+// long as the token: gone with it, never without it while a login gave
+// one, its PTTL the token's, and it opens the payloads of WeChat's
+// current key once a login has followed the last rotation.
+func TestSessionKeyFollowsTokenUnderRaces(t *testing.T) {
+	forEachRedis(t, func(cfg *mpauthx.Config) { cfg.TokenTTL = time.Hour }, func(t *testing.T, e *env) {
+		cs := []*mpauthx.Client{e.c}
+		for range 3 {
+			cs = append(cs, e.client(t, func(*mpauthx.Config) {}))
+		}
+		u := e.phoneUser("13800138000", "")
+		if _, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err != nil {
+			t.Fatal(err)
+		}
+		check := func(round int) {
+			t.Helper()
+			tok, sk := e.rdb.PTTL(bg, e.key(u.OpenID)).Val(), e.rdb.PTTL(bg, e.skKey(u.OpenID)).Val()
+			switch {
+			case tok == -2 && sk == -2: // both gone
+			case tok > 0 && sk > 0 && sk <= tok && tok-sk < time.Second:
+			default:
+				t.Fatalf("round %d: token's PTTL %v, session key's %v", round, tok, sk)
+			}
+		}
+		for round := range 6 {
+			if round%2 == 1 {
+				e.wx.SetSessionKey(u.OpenID, "") // WeChat rotates the key
+			}
+			concurrently(16, func(i int) {
+				c := cs[i%len(cs)]
+				var err error
+				switch i % 4 {
+				case 0, 1:
+					_, err = c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
+				case 2:
+					_, err = c.RefreshToken(bg, u.OpenID)
+				default:
+					var res mpauthx.Result
+					if res, err = c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err == nil {
+						err = c.RevokeToken(bg, res.Response)
+					}
+				}
+				if err != nil {
+					t.Errorf("round %d, call %d: %v", round, i, err)
+				}
+			})
+			check(round)
+			// A login after the races: the current key, the same TTL.
+			res, err := cs[round%len(cs)].AuthorizeCode(bg, e.wx.Code(u.OpenID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(round)
+			data, iv := e.wx.EncryptFor(u.OpenID, weRun(e.wx.AppID))
+			if _, err := cs[(round+1)%len(cs)].Decrypt(bg, u.OpenID, data, iv); err != nil {
+				t.Errorf("round %d: Decrypt after a login = %v", round, err)
+			}
+			if ok, err := cs[(round+2)%len(cs)].CheckSessionKey(bg, u.OpenID); !ok || err != nil {
+				t.Errorf("round %d: CheckSessionKey after a login = %t, %v", round, ok, err)
+			}
+			if !e.valid(t, res.Response) {
+				t.Errorf("round %d: the login's token is not valid", round)
+			}
+		}
+	})
+}
