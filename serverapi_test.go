@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -296,6 +298,115 @@ func TestServerAPIHostileReplies(t *testing.T) {
 		}
 		if ok, err := e.c.CheckSessionKey(bg, u.OpenID); !ok || err != nil {
 			t.Errorf("CheckSessionKey after the hostile replies = %t, %v", ok, err)
+		}
+	})
+}
+
+// TestServerAPIFaultsLeakNothing: the server APIs under every fault
+// (WeChat slow past the caller's ctx, 500, a refresh in flight when the
+// Client closes, Redis failing) leave no goroutine behind once the Client
+// is closed, and work again when the fault clears.
+func TestServerAPIFaultsLeakNothing(t *testing.T) {
+	e := newEnv(t, backends()[0], nil)
+	u := e.phoneUser("13800138000", "")
+	if _, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+	e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, mpauthxtest.Fault{Delay: 10 * time.Second})
+	if _, err := e.c.PhoneNumber(ctx, e.wx.PhoneCode(u.OpenID)); mpauthx.Code(err) != mpauthx.StatusPhoneNumberError || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("PhoneNumber with WeChat slow = %v, want 6013 wrapping DeadlineExceeded", err)
+	}
+	cancel()
+	e.wx.FailNextAt(mpauthxtest.CheckSessionPath, 1, mpauthxtest.Fault{Status: 500})
+	if _, err := e.c.CheckSessionKey(bg, u.OpenID); mpauthx.Code(err) != mpauthx.StatusSessionKeyRequestError {
+		t.Errorf("CheckSessionKey with WeChat failing = %v, want 6008", err)
+	}
+	e.mr.SetError("LOADING Redis is loading the dataset in memory")
+	if _, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID)); mpauthx.Code(err) != mpauthx.StatusDatabaseError {
+		t.Errorf("AuthorizePhone with Redis failing = %v, want 6000", err)
+	}
+	e.mr.SetError("")
+	if res, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID)); err != nil || !e.valid(t, res.Response) {
+		t.Errorf("AuthorizePhone after the faults = %+v, %v", res, err)
+	}
+	// A refresh in flight, stuck on WeChat, when the Client closes.
+	e.rdb.Del(bg, e.appKey("access_token"))
+	mpauthx.ForgetAccessToken(e.c)
+	e.wx.FailNextAt(mpauthxtest.StableTokenPath, 1, mpauthxtest.Fault{Delay: time.Minute})
+	ctx, cancel = context.WithTimeout(bg, 20*time.Millisecond)
+	if _, err := e.c.AccessToken(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AccessToken with WeChat stuck = %v, want DeadlineExceeded", err)
+	}
+	cancel()
+	if len(libraryGoroutines()) == 0 {
+		t.Fatal("no goroutine of the library seen while a refresh is in flight")
+	}
+	e.c.Close()
+	e.c.Close()
+	waitFor(t, "the library's goroutines to end", func() bool {
+		if g := libraryGoroutines(); len(g) > 0 {
+			t.Logf("still running:\n%s", strings.Join(g, "\n\n"))
+			return false
+		}
+		return true
+	})
+}
+
+// libraryFrame matches a stack frame of the library itself (not of its
+// tests, nor of mpauthxtest).
+var libraryFrame = regexp.MustCompile(`(?m)^github\.com/seeda8e74ca0/mpauthx\.`)
+
+// libraryGoroutines returns the stacks of the goroutines running the
+// library's code. (goleak would also list the fake servers' own, which
+// live until the test's Cleanup.)
+func libraryGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if libraryFrame.MatchString(g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestHostileUserIDsOnEveryBackend: user IDs with braces (Cluster hash
+// tags), '%', '_' and quotes get their token and session key in one slot
+// and are found literally, by every call that takes a user ID.
+func TestHostileUserIDsOnEveryBackend(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		for _, id := range []string{"o{x}", "{o}", "o}{", "o{", "{}o", "o%_'\"\\", "o" + strings.Repeat("}", 40)} {
+			t.Run(id, func(t *testing.T) {
+				u := e.wx.AddUser(mpauthxtest.User{OpenID: id + "-" + rand.Text()[:6], Phone: "13800138000"})
+				res, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID))
+				if err != nil || e.c.ExtractOpenID(res.Response) != u.OpenID {
+					t.Fatalf("AuthorizePhone = %+v, %v", res, err)
+				}
+				data, iv := e.wx.EncryptFor(u.OpenID, weRun(e.wx.AppID))
+				if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); err != nil {
+					t.Errorf("Decrypt: %v", err)
+				}
+				if ok, err := e.c.CheckSessionKey(bg, u.OpenID); !ok || err != nil {
+					t.Errorf("CheckSessionKey = %t, %v", ok, err)
+				}
+				if got, err := e.c.User(bg, u.OpenID); err != nil || got.Phone != u.Phone {
+					t.Errorf("User = %+v, %v", got, err)
+				}
+				if _, err := e.c.User(bg, strings.ReplaceAll(u.OpenID, "-", "_")); mpauthx.Code(err) != mpauthx.StatusUserNotExist {
+					t.Errorf("User with '_' for '-' = %v, want 6010 (no LIKE)", err)
+				}
+				if res, err = e.c.RefreshToken(bg, u.OpenID); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.c.RevokeToken(bg, res.Response); err != nil || e.valid(t, res.Response) {
+					t.Errorf("RevokeToken = %v", err)
+				}
+				if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
+					t.Errorf("Decrypt after RevokeToken = %v, want 6014", err)
+				}
+			})
 		}
 	})
 }
