@@ -125,7 +125,8 @@ func TestAccessTokenForceBudgetAtMidnight(t *testing.T) {
 		evening := time.Date(now.Year(), now.Month(), now.Day(), 23, 59, 59, 900e6, beijing)
 		clk := &fakeClock{t: evening}
 		e.wx.Advance(evening.Sub(now))
-		c := e.instances(t, 1, clk)[0]
+		cs := e.instances(t, 2, clk)
+		c := cs[0]
 		tok := accessToken(t, c)
 		if err := e.rdb.Set(bg, e.appKey("force_count:"+evening.Format("20060102")), 20, 48*time.Hour).Err(); err != nil {
 			t.Fatal(err)
@@ -134,12 +135,52 @@ func TestAccessTokenForceBudgetAtMidnight(t *testing.T) {
 			t.Fatalf("RenewAccessToken at 23:59:59.9 with the budget spent = %v, want 6012 naming the budget", err)
 		}
 		e.advanceWeChat(clk, 200*time.Millisecond) // 00:00:00.1
-		got, err := c.RenewAccessToken(bg, tok)
+		// Another instance: this one waits out its retry delay.
+		got, err := cs[1].RenewAccessToken(bg, tok)
 		if err != nil || got == tok || e.wx.ForcedRefreshes() != 1 {
 			t.Fatalf("RenewAccessToken at 00:00:00.1 = %q, %v after %d forced refreshes; want a new token after 1", got, err, e.wx.ForcedRefreshes())
 		}
 		if n := e.rdb.Get(bg, e.appKey("force_count:"+clk.now().In(beijing).Format("20060102"))).Val(); n != "1" {
 			t.Errorf("the new day's count = %q, want 1", n)
 		}
+	})
+}
+
+// TestAccessTokenPersistentRejection: while WeChat rejects every token
+// (40001 on each call, whatever stable_token hands out), the calls fail
+// with 6013, and their renewals do not turn into a stable_token call
+// each: after a failed renewal of a token, renewals of that same token
+// fail at once until the retry delay has passed, on every instance.
+func TestAccessTokenPersistentRejection(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		clk := newFakeClock()
+		cs := e.instances(t, 2, clk)
+		u := e.phoneUser("13800138000", "")
+		accessToken(t, cs[0])
+		accessToken(t, cs[1])
+		const calls = 40
+		e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 2*calls, mpauthxtest.Fault{ErrCode: mpauthx.ErrCodeInvalidAccessToken})
+		reqs := e.wx.AccessTokenRequests()
+		for i := range calls {
+			_, err := cs[i%2].PhoneNumber(bg, e.wx.PhoneCode(u.OpenID))
+			if mpauthx.Code(err) != mpauthx.StatusPhoneNumberError && mpauthx.Code(err) != mpauthx.StatusAccessTokenError {
+				t.Fatalf("call %d: %v, want 6013 or 6012", i, err)
+			}
+		}
+		if n := e.wx.AccessTokenRequests() - reqs; n > 4 {
+			t.Errorf("%d calls rejected with 40001 made %d stable_token calls, want at most 4", calls, n)
+		}
+		if n := e.wx.ForcedRefreshes(); n > 1 {
+			t.Errorf("%d forced refreshes, want at most 1", n)
+		}
+		// Past the retry delay, with WeChat healed: answered.
+		e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 0, mpauthxtest.Fault{})
+		clk.add(time.Minute)
+		e.wx.Advance(time.Minute)
+		e.rdb.Del(bg, e.appKey("force_spacing"))
+		waitFor(t, "the phone number", func() bool {
+			p, err := cs[0].PhoneNumber(bg, e.wx.PhoneCode(u.OpenID))
+			return err == nil && p.PurePhoneNumber == u.Phone
+		})
 	})
 }
