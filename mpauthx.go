@@ -118,8 +118,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives a line per failed call (never a secret or token): Warn
 	// for failures of Redis, SQL or WeChat, Info for an invalid or used
-	// code, nothing for the caller's own mistakes and cancellations. nil
-	// means no logging.
+	// code or a user who must log in again, nothing for the caller's own
+	// mistakes and cancellations. nil means no logging.
 	Logger *slog.Logger
 }
 
@@ -368,7 +368,8 @@ func (c *Client) fail(ctx context.Context, err error) (Result, error) {
 //
 // A failure that is the caller's (a missing argument, an unknown user, a
 // ctx the caller cancelled) is not logged; an invalid or already used
-// code (a login button tapped twice) is logged at Info; the rest, which
+// code (a login button tapped twice) and a user who must log in again
+// (StatusSessionKeyMissing) are logged at Info; the rest, which
 // point at the service, at Warn.
 func (c *Client) logFailure(ctx context.Context, err error) {
 	code := Code(err)
@@ -377,7 +378,7 @@ func (c *Client) logFailure(ctx context.Context, err error) {
 	}
 	level := slog.LevelWarn
 	var we *WeChatError
-	if errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
+	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
 		level = slog.LevelInfo
 	}
 	c.log.LogAttrs(ctx, level, "mpauthx: call failed",

@@ -1243,6 +1243,7 @@ func TestLogLevels(t *testing.T) {
 			{"cancelled ctx", func() error { _, err := e.c.AuthorizeCode(canceled, e.wx.Code(u.OpenID)); return err }, ""},
 			{"reused code", func() error { _, err := e.c.AuthorizeCode(bg, used); return err }, "level=INFO"},
 			{"unknown code", func() error { _, err := e.c.AuthorizeCode(bg, "no-such-code"); return err }, "level=INFO"},
+			{"no session key", func() error { _, err := e.c.Decrypt(bg, "o-never-logged-in", "AAAA", "AAAA"); return err }, "level=INFO"},
 			{"WeChat 500", func() error {
 				e.wx.FailNext(1, mpauthxtest.Fault{Status: http.StatusInternalServerError})
 				_, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
