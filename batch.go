@@ -116,17 +116,22 @@ func (b *upsertBatcher) loop() {
 				}
 			}
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-b.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		b.commit(batch)
+		b.commit(drain(b.reqs, batch, maxBatch))
 	}
+}
+
+// drain appends to batch what ch holds, without waiting, until batch
+// holds max.
+func drain[T any](ch <-chan T, batch []T, max int) []T {
+	for len(batch) < max {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit runs batch in one transaction and answers every request: the

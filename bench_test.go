@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,17 @@ type benchWorld struct {
 // newBenchWorld builds a world on rdb with n registered users.
 func newBenchWorld(b *testing.B, rdb *redis.Client, n int) *benchWorld {
 	b.Helper()
+	return newCachedBenchWorld(b, rdb, n, 0)
+}
+
+// newCachedBenchWorld builds a world on rdb with n registered users whose
+// Client has Config.LocalCache localCache.
+func newCachedBenchWorld(b *testing.B, rdb *redis.Client, n, localCache int) *benchWorld {
+	b.Helper()
 	w := &benchWorld{env: newWorld(b)}
 	w.rdb = rdb
 	w.cfg.Redis, w.cfg.Sku, w.cfg.TokenTTL = rdb, "bench-"+rand.Text()[:10], 10*time.Minute
+	w.cfg.LocalCache = localCache
 	w.open(b)
 	w.users = make([]benchUser, n)
 	for i := range w.users {
@@ -191,6 +200,9 @@ func BenchmarkIsTokenValid(b *testing.B) {
 		b.Run(r.name+"/1-goroutine", lone(context.Background()))
 		b.Run(r.name+"/1-goroutine-cancelable-ctx", lone(reqCtx))
 		cancel()
+		if r.name != "miniredis" { // miniredis cannot track: no cache
+			benchLocalCache(b, r)
+		}
 		// What a lone check is compared with, in the same process and on
 		// the same keys: a bare go-redis EXISTS of the token's key.
 		b.Run(r.name+"/1-goroutine-bare-EXISTS", func(b *testing.B) {
@@ -302,6 +314,9 @@ func BenchmarkBaseline(b *testing.B) {
 				})
 				reportRate(b, "GETs/s")
 			})
+		}
+		if r.name != "miniredis" { // miniredis cannot track
+			benchGoRedisCSC(b, r, keys)
 		}
 		b.Run(r.name+"/EXISTS-1-goroutine", func(b *testing.B) {
 			b.ReportAllocs()
@@ -690,4 +705,159 @@ func TestLoneCheckRunsOnCallersContext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// benchGoRedisCSC measures the GETs of go-redis's own client-side cache
+// (Options.ClientSideCacheConfig, RESP3, default tracking) on keys it
+// already holds: what Config.LocalCache was compared with before mpauthx
+// built its own (docs/localcache.md).
+func benchGoRedisCSC(b *testing.B, r benchRedis, keys []string) {
+	opt := *r.rdb.Options()
+	opt.Protocol = 3
+	opt.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxEntries: 2 * len(keys)}
+	csc := redis.NewClient(&opt)
+	defer csc.Close()
+	ctx := context.Background()
+	for _, k := range keys { // fill the cache
+		if err := csc.Get(ctx, k).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run(r.name+"/go-redis-CSC-GET-hit-64-goroutines", func(b *testing.B) {
+		parallelCalls(b, func(i int) error { return csc.Get(ctx, keys[i%len(keys)]).Err() })
+		reportRate(b, "GETs/s")
+	})
+	b.Run(r.name+"/go-redis-CSC-GET-hit-1-goroutine", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if err := csc.Get(ctx, keys[i%len(keys)]).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchLocalCache measures IsTokenValid answered by Config.LocalCache:
+// every token is held by the cache before the timing starts.
+func benchLocalCache(b *testing.B, r benchRedis) {
+	w := newCachedBenchWorld(b, r.rdb, benchUsers, 2*benchUsers)
+	tokens := w.loginAll(b)
+	warmLocalCache(b, w.c, tokens)
+	check := func(ctx context.Context, i int) error {
+		ok, err := w.c.IsTokenValid(ctx, tokens[i%len(tokens)])
+		if err == nil && !ok {
+			err = errors.New("a live token is not valid")
+		}
+		return err
+	}
+	b.Run(r.name+"/local-cache/64-goroutines", func(b *testing.B) {
+		parallelCalls(b, func(i int) error { return check(context.Background(), i) })
+		reportRate(b, "checks/s")
+	})
+	reqCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Run(r.name+"/local-cache/1-goroutine", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if err := check(reqCtx, i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// warmLocalCache checks tokens on c until its local cache holds them all.
+func warmLocalCache(b *testing.B, c *mpauthx.Client, tokens []string) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, tok := range tokens {
+		for !mpauthx.CacheHolds(c, tok) {
+			if ok, err := c.IsTokenValid(context.Background(), tok); err != nil || !ok {
+				b.Fatalf("IsTokenValid = %v, %v", ok, err)
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("the local cache does not fill")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+// BenchmarkLocalCacheRevocation measures how long a token revoked on
+// one instance (A) stays valid on another (B) whose local cache held it,
+// with B checking it in a loop that yields between checks: from A's
+// RevokeToken returning to the return of B's last true (0 when B never
+// said true again), and to the start of that check ("-started"): B's
+// answer was decided in between, and a wide gap is the OS not running
+// the process. (Up to B's first false would also count the time between
+// two checks, which is not staleness.) Reported as p50, p99 and max (in
+// µs) over b.N revocations; docs/localcache.md quotes them. Real Redis
+// only (miniredis cannot track).
+func BenchmarkLocalCacheRevocation(b *testing.B) {
+	addr := os.Getenv(envRedisAddr)
+	if addr == "" {
+		b.Skip("needs a real Redis: set " + envRedisAddr)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	b.Cleanup(func() { rdb.Close() })
+	w := newCachedBenchWorld(b, rdb, 1, 1000)
+	cfg := w.cfg // the same Redis and Sku, a database of its own
+	cfg.DB = tempSQLite(b)
+	other, err := mpauthx.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { other.Close() })
+	u := w.users[0]
+	var ended, started []time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		res, err := w.c.AuthorizeCode(context.Background(), w.wx.Code(u.openID))
+		if err != nil {
+			b.Fatal(err)
+		}
+		warmLocalCache(b, other, []string{res.Response})
+		b.StartTimer()
+		if err := w.c.RevokeToken(context.Background(), res.Response); err != nil {
+			b.Fatal(err)
+		}
+		revoked := time.Now()
+		// The last check of B that said true, if one did after the revoke:
+		// when it started and when it returned.
+		lastStart, lastEnd := revoked, revoked
+		for deadline := revoked.Add(10 * time.Second); ; {
+			start := time.Now()
+			ok, err := other.IsTokenValid(context.Background(), res.Response)
+			end := time.Now()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			if lastStart, lastEnd = start, end; end.After(deadline) {
+				b.Fatal("a revoked token is still valid on another instance after 10s")
+			}
+			// Yield between checks, as a request handler does when it
+			// waits for its network: a loop that never yields keeps the
+			// goroutine that reads Redis's invalidations waiting for a
+			// processor (the cache's lease still bounds that wait).
+			runtime.Gosched()
+		}
+		ended = append(ended, lastEnd.Sub(revoked))
+		started = append(started, lastStart.Sub(revoked))
+	}
+	b.StopTimer()
+	report := func(lat []time.Duration, suffix string) {
+		slices.Sort(lat)
+		q := func(p float64) float64 {
+			return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
+		}
+		b.ReportMetric(q(0.50), "p50-µs"+suffix)
+		b.ReportMetric(q(0.99), "p99-µs"+suffix)
+		b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds())/1e3, "max-µs"+suffix)
+	}
+	report(ended, "")
+	report(started, "-started")
 }

@@ -121,6 +121,34 @@ type Config struct {
 	// code or a user who must log in again, nothing for the caller's own
 	// mistakes and cancellations. nil means no logging.
 	Logger *slog.Logger
+	// LocalCache is how many tokens IsTokenValid keeps in process, kept
+	// current by Redis itself (server-assisted client-side caching);
+	// 0 means off. A repeated check of a live token is then answered
+	// without a round trip. A token revoked or refreshed by any instance
+	// stops validating everywhere as soon as Redis's invalidation arrives
+	// (measured on loopback: p99 about 0.2 ms), and within 50 ms of
+	// Redis executing the write even when the link that carries the
+	// invalidations stalls or breaks (a break also empties the cache
+	// until the link is back); an expired one no later than its expiry.
+	// Only live tokens are cached, so unknown or random tokens cannot
+	// fill it; at most LocalCache entries are kept.
+	//
+	// It needs a *redis.Client (a server or a Sentinel failover client)
+	// on Redis 6 or later that allows CLIENT ID, CLIENT TRACKING, CLIENT
+	// SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL: the
+	// Client opens one more connection for it, named mpauthx-localcache.
+	// Elsewhere (a Cluster, a Ring, miniredis, an older server, a
+	// provider without CLIENT TRACKING) checks read Redis as without it,
+	// and the Logger says why once, at Warn.
+	//
+	// mpauthx tracks the keys itself (BCAST tracking of the mpauthx:
+	// prefix, with a lease renewed by PINGs on the link) rather than with
+	// go-redis's client-side cache (Options.ClientSideCacheConfig), whose
+	// hit measured 3 to 3.5 times as long (0.7 µs against 0.2 µs in one
+	// run), with 5 allocations against none, and which keeps entries past
+	// their key's TTL and caches misses. See docs/localcache.md for the
+	// design, the bound and the figures.
+	LocalCache int
 }
 
 // String returns the Config without its secrets: AppSecret reads
@@ -177,6 +205,7 @@ type Client struct {
 	ownRedis           bool          // New dialed rdb: Close closes it
 	pipe               *pipeline     // coalesces the logins' scripts
 	checks             *checkBatcher // coalesces IsTokenValid's reads
+	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
 
@@ -206,6 +235,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("mpauthx: Config.TokenTTL must not be negative")
 	case cfg.TokenTTL > 0 && cfg.TokenTTL < time.Millisecond:
 		return nil, errors.New("mpauthx: Config.TokenTTL must be at least 1ms")
+	case cfg.LocalCache < 0:
+		return nil, errors.New("mpauthx: Config.LocalCache must not be negative")
 	case cfg.DB == nil:
 		return nil, errors.New("mpauthx: Config.DB is required (see OpenSQLite)")
 	}
@@ -287,6 +318,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.pipe = newPipeline(c.rdb)
 	c.checks = newCheckBatcher(c.rdb)
+	if cfg.LocalCache > 0 {
+		c.cache = newLocalCache(c.rdb, c.sku, cfg.LocalCache, c.log)
+	}
 	return c, nil
 }
 
@@ -318,9 +352,11 @@ func isNilRedis(r redis.UniversalClient) bool {
 }
 
 // Close releases what New opened: the access token's refresh in flight,
-// the batcher that coalesces IsTokenValid's reads, the pipeline of the logins' token script, the idle connections
+// the local cache and its link, the batcher that coalesces IsTokenValid's
+// reads, the pipeline of the logins' token script, the idle connections
 // of the default HTTP client, the statements New prepared on Config.DB
-// and the Redis connection New dialed, if any. It never closes Config.Redis or Config.DB. It waits for
+// and the Redis connection New dialed, if any. It never closes
+// Config.Redis or Config.DB. It waits for
 // the SQL statements in flight (give calls a ctx that ends) and the token
 // checks' batches in flight, and drops the profile writes and token checks
 // still queued. It is idempotent. Afterwards Authorize,
@@ -332,8 +368,9 @@ func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.at.close()
+		err := c.cache.close()
 		c.checks.close()
-		err := c.pipe.close()
+		err = errors.Join(err, c.pipe.close())
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}

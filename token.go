@@ -164,7 +164,9 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 	}
 	s := newSession()
 	keys := c.userKeys(userID)
-	if err := await(ctx, func() error { return refreshScript.Run(ctx, c.rdb, keys, s, c.ttlMillis()).Err() }); err != nil {
+	err = await(ctx, func() error { return refreshScript.Run(ctx, c.rdb, keys, s, c.ttlMillis()).Err() })
+	c.cache.forget(userID) // at once on this Client, without waiting for Redis's invalidation
+	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
 	return success(c.makeToken(userID, s)), nil
@@ -175,6 +177,11 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 // is (false, nil) without a Redis round trip. The error is non-nil only when
 // Redis cannot answer (code StatusDatabaseError, wrapping ctx.Err() when
 // ctx ended first) or the Client is closed (wrapping ErrClosed).
+//
+// With Config.LocalCache, a token this Client found live before is
+// answered in process until Redis announces a write of its key, the key's
+// TTL runs out, or the link that carries Redis's announcements fails (see
+// Config.LocalCache).
 //
 // Concurrent calls share Redis round trips: their reads are coalesced
 // into one MGET per batch (a pipeline of GETs on a Cluster or Ring), and
@@ -188,13 +195,22 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	cur, found, err := c.checks.get(ctx, c.sessionKey(userID))
+	if c.cache.hit(userID, s) {
+		return true, nil
+	}
+	snap := c.cache.snapshot(userID)
+	key := c.sessionKey(userID)
+	cur, found, err := c.checks.get(ctx, key)
 	if err != nil {
 		err = c.storageError(ctx, "checking the token failed", err)
 		c.logFailure(ctx, err)
 		return false, err
 	}
-	return found && subtle.ConstantTimeCompare([]byte(cur), []byte(s)) == 1, nil
+	valid := found && subtle.ConstantTimeCompare([]byte(cur), []byte(s)) == 1
+	if valid {
+		c.cache.learn(snap, key, userID, s)
+	}
+	return valid, nil
 }
 
 // RevokeToken ends token at once. Revoking a token that is already gone,
@@ -208,7 +224,9 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 		return nil
 	}
 	keys := c.userKeys(userID)
-	if err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, keys, s).Err() }); err != nil {
+	err := await(ctx, func() error { return revokeScript.Run(ctx, c.rdb, keys, s).Err() })
+	c.cache.forget(userID) // at once on this Client, without waiting for Redis's invalidation
+	if err != nil {
 		err = c.storageError(ctx, "revoking the token failed", err)
 		c.logFailure(ctx, err)
 		return err

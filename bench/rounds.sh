@@ -6,8 +6,9 @@
 #   bash bench/rounds.sh PORT [ROUNDS]     (default 3)
 #
 # Each round: redis-benchmark GET -P 16 and unpipelined, mpauthx-bench with
-# -prefill 0 and 200000, then bench/ioredis/check.js (without and with
-# autopipelining). Needs redis-benchmark, Go, and Node.js with npm. The
+# -prefill 0 and 200000, and with -prefill 0 -local-cache 10000
+# (Config.LocalCache, docs/localcache.md), then bench/ioredis/check.js
+# (without and with autopipelining). Needs redis-benchmark, Go, and Node.js with npm. The
 # GETs of redis-benchmark are of a key that does not exist (nil replies).
 set -euo pipefail
 port=${1:?usage: bash bench/rounds.sh PORT [ROUNDS]}
@@ -34,5 +35,7 @@ for ((r = 1; r <= rounds; r++)); do
 		out=$("$bin/mpauthx-bench" -redis "127.0.0.1:$port" -users 2000 -prefill "$prefill" -concurrency 64 -seconds 5) || exit 1
 		echo "mpauthx-bench -prefill $prefill: $out"
 	done
+	out=$("$bin/mpauthx-bench" -redis "127.0.0.1:$port" -users 2000 -prefill 0 -concurrency 64 -seconds 5 -local-cache 10000) || exit 1
+	echo "mpauthx-bench -prefill 0 -local-cache 10000: $out"
 	(cd bench/ioredis && node check.js -redis "127.0.0.1:$port" -seconds 5)
 done

@@ -1,7 +1,7 @@
 # Benchmark smoke run (sourced by .ci/run, with set -euo pipefail and
 # MPAUTHX_REDIS_ADDR exported). It does not measure anything: it checks that
 # the benchmarks and cmd/mpauthx-bench still run, get right answers, and
-# leave no key behind in the shared Redis. About 15 s.
+# leave no key behind in the shared Redis. About 20 s.
 
 bench_redis=${MPAUTHX_REDIS_ADDR:?MPAUTHX_REDIS_ADDR must be set by .ci/run}
 bench_host=${bench_redis%:*}
@@ -23,26 +23,30 @@ bench_before=$(bench_keys)
 log "go test -run '^\$' -bench . -benchtime 100x -benchmem ./...  (MPAUTHX_REDIS_ADDR=$bench_redis)"
 go test -run '^$' -bench . -benchtime 100x -benchmem ./...
 
-# The benchmark command on a small workload: it exits 1 on a failure or a
-# wrong answer; the JSON must say so too.
-log "go run ./cmd/mpauthx-bench -redis $bench_redis -users 200 -prefill 1000 -concurrency 64 -seconds 1"
-if ! bench_json=$(go run ./cmd/mpauthx-bench -redis "$bench_redis" -users 200 -prefill 1000 -concurrency 64 -seconds 1); then
-	echo "mpauthx-bench failed: $bench_json" >&2
-	exit 1
-fi
-echo "$bench_json"
-# Two phases, each with "failures":0 and "wrong":0, and "keys_left":0.
-if [[ $(grep -o '"failures":0,' <<<"$bench_json" | wc -l) -ne 2 ||
-	$(grep -o '"wrong":0}' <<<"$bench_json" | wc -l) -ne 2 ||
-	$bench_json != *'"keys_left":0}'* || $bench_json != *'"real_redis":true,'* ]]; then
-	echo "mpauthx-bench reported failures, wrong answers or keys left" >&2
-	exit 1
-fi
+# The benchmark command on a small workload, without and with the local
+# cache: it exits 1 on a failure or a wrong answer; the JSON must say so
+# too.
+for bench_cache in 0 10000; do
+	log "go run ./cmd/mpauthx-bench -redis $bench_redis -users 200 -prefill 1000 -concurrency 64 -seconds 1 -local-cache $bench_cache"
+	if ! bench_json=$(go run ./cmd/mpauthx-bench -redis "$bench_redis" -users 200 -prefill 1000 -concurrency 64 -seconds 1 -local-cache "$bench_cache"); then
+		echo "mpauthx-bench failed: $bench_json" >&2
+		exit 1
+	fi
+	echo "$bench_json"
+	# Three phases (logins, checks, rechecks), each with "failures":0 and
+	# "wrong":0, and "keys_left":0.
+	if [[ $(grep -o '"failures":0,' <<<"$bench_json" | wc -l) -ne 3 ||
+		$(grep -o '"wrong":0}' <<<"$bench_json" | wc -l) -ne 3 ||
+		$bench_json != *'"keys_left":0}'* || $bench_json != *'"real_redis":true,'* ]]; then
+		echo "mpauthx-bench reported failures, wrong answers or keys left" >&2
+		exit 1
+	fi
+done
 
 bench_after=$(bench_keys)
 if ((bench_after > bench_before)); then
 	echo "the benchmarks left $((bench_after - bench_before)) keys in Redis" >&2
 	exit 1
 fi
-unset bench_redis bench_host bench_port bench_before bench_after bench_json
+unset bench_redis bench_host bench_port bench_before bench_after bench_json bench_cache
 unset -f bench_keys

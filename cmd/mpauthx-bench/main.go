@@ -5,8 +5,9 @@
 // Usage:
 //
 //	go run ./cmd/mpauthx-bench -redis 127.0.0.1:6379 -users 2000 -prefill 200000 -concurrency 64 -seconds 5
+//	go run ./cmd/mpauthx-bench -redis 127.0.0.1:6379 -local-cache 10000   (Config.LocalCache)
 //
-// It runs in four phases:
+// It runs in five phases:
 //
 //  1. prefill: writes PREFILL other live tokens (with a TTL, in pipelines)
 //     into Redis, in the key layout of real tokens, printing progress on
@@ -20,13 +21,20 @@
 //     tokens for SECONDS. One check in 16 is of a token that must be
 //     refused: revoked, forged (a live user with a made-up session) or
 //     malformed;
-//  4. cleanup: deletes every key it wrote, by name.
+//  4. rechecks: the same with the live tokens only, as a busy backend
+//     checks the tokens of its users again and again: with -local-cache,
+//     what the cache answers in process once it holds them (it was filled
+//     in the checks phase);
+//  5. cleanup: deletes every key it wrote, by name.
 //
-// It then prints one JSON line on stdout: for logins and for checks, the
-// count, the rate per second, p50/p99/max latency in microseconds, the
-// failures (calls that returned an error) and the wrong answers (a login
-// whose token names another user; a check that said true for a bad token
-// or false for a live one).
+// It then prints one JSON line on stdout: for logins, checks and
+// rechecks, the count, the rate per second, p50/p99/max latency in
+// microseconds, the failures (calls that returned an error) and the wrong
+// answers (a login whose token names another user; a check that said true
+// for a bad token or false for a live one). On a real Redis, the checks
+// and rechecks also report the commands Redis ran meanwhile (from INFO
+// commandstats, all clients, INFO itself excepted) and that number per
+// check.
 //
 // Without -redis it uses an embedded miniredis, which is not a real Redis:
 // the JSON then says "real_redis": false and its figures say little about
@@ -56,6 +64,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -115,6 +124,7 @@ type options struct {
 	prefill       int
 	concurrency   int
 	seconds       float64
+	localCache    int
 	cpuProfile    string
 }
 
@@ -130,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.prefill, "prefill", 200000, "other live tokens written into Redis first")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "logins and checks in flight")
 	fs.Float64Var(&o.seconds, "seconds", 5, "duration of the token checks")
+	fs.IntVar(&o.localCache, "local-cache", 0, "Config.LocalCache: tokens checked in process, kept current by Redis (0: off)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the logins and checks to `file`")
 	if err := fs.Parse(args); err != nil { // also -h: flag.ErrHelp
 		return o, usageError{err}
@@ -147,6 +158,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, usageError{errors.New("-seconds must be positive")}
 	case o.redisDB < 0:
 		return o, usageError{errors.New("-redis-db must not be negative")}
+	case o.localCache < 0:
+		return o, usageError{errors.New("-local-cache must not be negative")}
 	}
 	if o.redisPassword == "" {
 		o.redisPassword = os.Getenv(envPassword)
@@ -164,8 +177,12 @@ type Report struct {
 	Prefill     int     `json:"prefill"`
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"`
-	Logins      Phase   `json:"logins"`
-	Checks      Phase   `json:"checks"`
+	// LocalCache is the Client's Config.LocalCache.
+	LocalCache int   `json:"local_cache"`
+	Logins     Phase `json:"logins"`
+	Checks     Phase `json:"checks"`
+	// Rechecks are checks of live tokens only.
+	Rechecks Phase `json:"rechecks"`
 	// BadChecks is how many of the checks were of tokens that must be
 	// refused (revoked, forged or malformed).
 	BadChecks int64 `json:"bad_checks"`
@@ -176,13 +193,19 @@ type Report struct {
 
 // Phase sums up the calls of one phase.
 type Phase struct {
-	Count    int64   `json:"count"`
-	PerSec   float64 `json:"per_sec"`
-	P50us    float64 `json:"p50_us"`
-	P99us    float64 `json:"p99_us"`
-	MaxUs    float64 `json:"max_us"`
-	Failures int64   `json:"failures"`
-	Wrong    int64   `json:"wrong"`
+	Count  int64   `json:"count"`
+	PerSec float64 `json:"per_sec"`
+	P50us  float64 `json:"p50_us"`
+	P99us  float64 `json:"p99_us"`
+	MaxUs  float64 `json:"max_us"`
+	// RedisCommands is how many commands Redis ran during the phase,
+	// from INFO commandstats (all clients; INFO excepted), and
+	// CommandsPerCall that number per call: checks and rechecks, on a
+	// Redis that reports them (not miniredis).
+	RedisCommands   int64   `json:"redis_commands,omitempty"`
+	CommandsPerCall float64 `json:"redis_commands_per_call,omitempty"`
+	Failures        int64   `json:"failures"`
+	Wrong           int64   `json:"wrong"`
 }
 
 // run runs the benchmark and prints its report on stdout.
@@ -196,6 +219,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	rep := Report{
 		Sku: "bench-" + rand.Text()[:10], GoMaxProcs: runtime.GOMAXPROCS(0),
 		Users: o.users, Prefill: o.prefill, Concurrency: o.concurrency, Seconds: o.seconds,
+		LocalCache: o.localCache,
 	}
 	var rdb *redis.Client
 	if o.redisAddr == "" {
@@ -231,7 +255,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	defer wx.Close()
 	c, err := mpauthx.New(mpauthx.Config{
 		AppID: wx.AppID, AppSecret: wx.AppSecret, Sku: rep.Sku, TokenTTL: keyTTL,
-		Redis: rdb, DB: db, APIBase: wx.URL,
+		Redis: rdb, DB: db, APIBase: wx.URL, LocalCache: o.localCache,
 	})
 	if err != nil {
 		return err
@@ -287,14 +311,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	d := time.Duration(o.seconds * float64(time.Second))
 	logf("checking tokens with %d goroutines for %gs", o.concurrency, o.seconds)
-	rep.Checks, rep.BadChecks = check(ctx, c, plan, o.concurrency, time.Duration(o.seconds*float64(time.Second)))
-	if err := ctx.Err(); err != nil {
+	rep.Checks, rep.BadChecks, err = counted(ctx, rdb, func() (Phase, int64) { return check(ctx, c, plan, o.concurrency, d) })
+	if err != nil {
 		return err
 	}
-	if rep.Logins.Failures+rep.Logins.Wrong+rep.Checks.Failures+rep.Checks.Wrong > 0 {
+	logf("checking live tokens only with %d goroutines for %gs", o.concurrency, o.seconds)
+	rep.Rechecks, _, err = counted(ctx, rdb, func() (Phase, int64) { return check(ctx, c, livePlan(plan), o.concurrency, d) })
+	if err != nil {
+		return err
+	}
+	failures, wrong := rep.Checks.Failures+rep.Rechecks.Failures, rep.Checks.Wrong+rep.Rechecks.Wrong
+	if rep.Logins.Failures+rep.Logins.Wrong+failures+wrong > 0 {
 		err = fmt.Errorf("%d login failures, %d wrong logins, %d check failures, %d wrong checks",
-			rep.Logins.Failures, rep.Logins.Wrong, rep.Checks.Failures, rep.Checks.Wrong)
+			rep.Logins.Failures, rep.Logins.Wrong, failures, wrong)
 		if perr := printReport(stdout, rep); perr != nil {
 			return errors.Join(err, perr)
 		}
@@ -560,6 +591,61 @@ func checkPlan(ctx context.Context, c *mpauthx.Client, users []user, tokens []st
 		}
 	}
 	return plan, nil
+}
+
+// livePlan returns the probes of plan whose token is live.
+func livePlan(plan []probe) []probe {
+	var live []probe
+	for _, p := range plan {
+		if p.want {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// counted runs phase and adds to its figures the commands Redis ran
+// meanwhile, when Redis reports them (miniredis does not). It fails when
+// ctx ended.
+func counted(ctx context.Context, rdb *redis.Client, phase func() (Phase, int64)) (Phase, int64, error) {
+	before, counting := commandCalls(ctx, rdb)
+	p, n := phase()
+	if err := ctx.Err(); err != nil {
+		return p, n, err
+	}
+	if after, ok := commandCalls(ctx, rdb); counting && ok {
+		p.RedisCommands = after - before
+		if p.Count > 0 {
+			p.CommandsPerCall = math.Round(float64(p.RedisCommands)/float64(p.Count)*1e5) / 1e5
+		}
+	}
+	return p, n, nil
+}
+
+// commandCalls returns how many commands Redis has run, INFO excepted,
+// from the calls= of INFO commandstats, and false when Redis does not
+// say.
+func commandCalls(ctx context.Context, rdb *redis.Client) (int64, bool) {
+	info, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, false
+	}
+	var n int64
+	found := false
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || name == "info" {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		v, err := strconv.ParseInt(calls, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		n += v
+		found = true
+	}
+	return n, found
 }
 
 // check runs concurrency goroutines calling IsTokenValid on the plan's

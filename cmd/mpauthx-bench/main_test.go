@@ -58,6 +58,7 @@ func runTargets(t *testing.T) []runTarget {
 			}
 			return left
 		}})
+		ts = append(ts, runTarget{name: "redis-local-cache", args: []string{"-redis", addr, "-local-cache", "1000"}, keysOf: ts[len(ts)-1].keysOf})
 	}
 	return ts
 }
@@ -84,12 +85,12 @@ func TestRun(t *testing.T) {
 				t.Fatalf("stdout is not a JSON object: %v\n%s", err, &stdout)
 			}
 			for _, k := range []string{"redis", "real_redis", "sku", "gomaxprocs", "users", "prefill", "concurrency",
-				"seconds", "logins", "checks", "bad_checks", "keys_left"} {
+				"seconds", "local_cache", "logins", "checks", "rechecks", "bad_checks", "keys_left"} {
 				if _, ok := fields[k]; !ok {
 					t.Errorf("the JSON has no %q", k)
 				}
 			}
-			for _, phase := range []string{"logins", "checks"} {
+			for _, phase := range []string{"logins", "checks", "rechecks"} {
 				var p map[string]json.RawMessage
 				if err := json.Unmarshal(fields[phase], &p); err != nil {
 					t.Fatalf("%s: %v", phase, err)
@@ -116,10 +117,20 @@ func TestRun(t *testing.T) {
 			if rep.Checks.Count == 0 || rep.Checks.Failures != 0 || rep.Checks.Wrong != 0 {
 				t.Errorf("checks = %+v, want some without failures or wrong answers", rep.Checks)
 			}
+			if rep.Rechecks.Count == 0 || rep.Rechecks.Failures != 0 || rep.Rechecks.Wrong != 0 {
+				t.Errorf("rechecks = %+v, want some without failures or wrong answers", rep.Rechecks)
+			}
+			if real := strings.HasPrefix(tt.name, "redis"); real != (rep.Checks.RedisCommands > 0) || real != (rep.Rechecks.CommandsPerCall > 0) {
+				t.Errorf("Redis's commands: checks %+v, rechecks %+v, want them counted on a real Redis only", rep.Checks, rep.Rechecks)
+			}
+			if rep.LocalCache > 0 && rep.Rechecks.CommandsPerCall >= rep.Checks.CommandsPerCall {
+				t.Errorf("with a local cache, the rechecks of live tokens cost %v Redis commands per check, the checks %v: want fewer",
+					rep.Rechecks.CommandsPerCall, rep.Checks.CommandsPerCall)
+			}
 			if rep.BadChecks == 0 || rep.BadChecks >= rep.Checks.Count {
 				t.Errorf("%d of %d checks were of bad tokens, want some but not all", rep.BadChecks, rep.Checks.Count)
 			}
-			for name, p := range map[string]Phase{"logins": rep.Logins, "checks": rep.Checks} {
+			for name, p := range map[string]Phase{"logins": rep.Logins, "checks": rep.Checks, "rechecks": rep.Rechecks} {
 				if !(p.PerSec > 0) || p.P50us > p.P99us || p.P99us > p.MaxUs {
 					t.Errorf("%s: rate %v, p50 %v, p99 %v, max %v: want a positive rate and p50 <= p99 <= max",
 						name, p.PerSec, p.P50us, p.P99us, p.MaxUs)
@@ -156,6 +167,7 @@ func TestRunBadFlags(t *testing.T) {
 		{"zero seconds", []string{"-seconds", "0"}, "-seconds"},
 		{"NaN seconds", []string{"-seconds", "NaN"}, "-seconds"},
 		{"negative db", []string{"-redis-db", "-1"}, "-redis-db"},
+		{"negative local cache", []string{"-local-cache", "-1"}, "-local-cache"},
 		{"extra argument", []string{"-users", "5", "extra"}, `"extra"`},
 	}
 	for _, tt := range tests {
