@@ -191,7 +191,8 @@ type checkSessionReply struct {
 // StatusSessionKeyMissing. The call takes the app's access token (see
 // AccessToken), renewed once if WeChat rejects it; other failures of
 // WeChat are StatusSessionKeyRequestError wrapping the cause (a
-// *WeChatError for another errcode).
+// *WeChatError for another errcode). Only an explicit errcode 0 means
+// true: a reply without an errcode is such a failure too.
 func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
