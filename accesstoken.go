@@ -87,6 +87,11 @@ func (t *accessToken) usable(rejected string, now time.Time) bool {
 type accessTokens struct {
 	cur     atomic.Pointer[accessToken]
 	nextTry atomic.Int64 // UnixNano before which no refresh starts in the background after one failed
+	// failed is the last failed renewal of a rejected token, whose
+	// error renewals of the same token get until nextTry, so that a
+	// WeChat rejecting every token costs no stable_token call per API
+	// call.
+	failed atomic.Pointer[tokenFlight]
 
 	mu      sync.Mutex
 	flight  *tokenFlight // the refresh in progress, if any
@@ -164,6 +169,10 @@ func (c *Client) AccessToken(ctx context.Context) (string, error) {
 // returns the replacement; otherwise one instance forces a refresh for
 // all, within WeChat's limits (30 s apart, 20 a day, counted in Redis).
 // Many callers renewing the same rejected token cause one forced refresh.
+// When renewing a token fails, renewals of that same token on this
+// instance fail with the same error for the next 5 s without asking
+// WeChat again, so that an API rejecting every token does not cost a
+// stable_token call per call.
 func (c *Client) RenewAccessToken(ctx context.Context, rejected string) (string, error) {
 	if err := c.checkOpen(); err != nil {
 		return "", err
@@ -190,6 +199,9 @@ func (c *Client) accessToken(ctx context.Context, rejected string) (*accessToken
 		usable := t.usable(rejected, now)
 		if usable && (now.Before(t.refreshAt) || now.UnixNano() < c.at.nextTry.Load()) {
 			return t, nil
+		}
+		if ff := c.at.failed.Load(); !usable && rejected != "" && ff != nil && ff.rejected == rejected && now.UnixNano() < c.at.nextTry.Load() {
+			return nil, ff.err // renewing this token failed a moment ago
 		}
 		f := c.refreshFlight(rejected)
 		if f == nil {
@@ -240,6 +252,7 @@ func (c *Client) refreshFlight(rejected string) *tokenFlight {
 		f.err = c.refreshAccessToken(ctx, rejected)
 		cancel()
 		if f.err != nil {
+			a.failed.Store(f)
 			a.nextTry.Store(c.now().Add(accessTokenRetryDelay).UnixNano())
 		}
 		if f.err != nil && a.ctx.Err() == nil { // Close ending it is no failure to report
@@ -371,6 +384,15 @@ func (c *Client) fresh(t *accessToken, rejected string) bool {
 // fails, with refused as the reason when a forced refresh was refused.
 func (c *Client) fetchAndShare(ctx context.Context, rejected string, force bool, refused string) error {
 	t, err := c.fetchAccessToken(ctx, force)
+	if we := (*WeChatError)(nil); force && errors.As(err, &we) && (we.ErrCode == ErrCodeRateLimited || we.ErrCode == ErrCodeDailyQuota) {
+		// WeChat's count of forced refreshes is not Redis's (Redis
+		// restarted and forgot one, or another deployment forced one):
+		// normal mode still helps if WeChat has moved on.
+		refused = "WeChat refused a forced refresh (" + weChatErrText(we.ErrCode) + ")"
+		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat refused a forced refresh of the access token that Redis allowed",
+			slog.Int("errcode", we.ErrCode))
+		t, err = c.fetchAccessToken(ctx, false)
+	}
 	if err != nil {
 		return err
 	}
@@ -516,7 +538,7 @@ func (c *Client) fetchAccessToken(ctx context.Context, force bool) (*accessToken
 	}
 	token, expiresIn, err := parseStableTokenReply(reply)
 	if err != nil {
-		return nil, apiError(StatusAccessTokenError, "stable_token", c.cleanWeChatError(err, ""))
+		return nil, apiError(StatusAccessTokenError, "stable_token", c.cleanWeChatError(err))
 	}
 	expiry := start.Add(expiresIn)
 	return &accessToken{token: token, expiry: expiry, refreshAt: refreshTime(c.now(), expiry)}, nil

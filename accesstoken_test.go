@@ -301,8 +301,10 @@ func TestAccessTokenForceLimits(t *testing.T) {
 		if n := e.wx.ForcedRefreshes(); n != 1 {
 			t.Errorf("%d forced refreshes, want 1", n)
 		}
-		// ... unless WeChat has moved on: normal mode then replaces it.
+		// ... unless WeChat has moved on: normal mode then replaces it,
+		// once the retry delay of the refused renewal has passed.
 		e.wx.ExpireAccessToken()
+		e.advanceWeChat(clk, 5*time.Second)
 		t3, err := cs[1].RenewAccessToken(bg, t2)
 		if err != nil || t3 == t2 || t3 != e.wx.AccessToken() || e.wx.ForcedRefreshes() != 1 {
 			t.Errorf("RenewAccessToken of an ended token within 30 s = %q, %v after %d forced refreshes; want WeChat's new token without forcing", t3, err, e.wx.ForcedRefreshes())
@@ -445,6 +447,8 @@ func TestAccessTokenRedisDown(t *testing.T) {
 		cfg.RedisAddr = dead
 		cfg.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
 	})
+	clk := newFakeClock()
+	mpauthx.SetClock(c, clk.now)
 	tok := accessToken(t, c)
 	if tok != e.wx.AccessToken() {
 		t.Errorf("AccessToken with Redis down = %q, want WeChat's", tok)
@@ -454,6 +458,7 @@ func TestAccessTokenRedisDown(t *testing.T) {
 		t.Errorf("RenewAccessToken with Redis down = %v after %d forced refreshes; want 6012 without forcing", err, e.wx.ForcedRefreshes())
 	}
 	e.wx.ExpireAccessToken()
+	e.advanceWeChat(clk, 5*time.Second) // past the retry delay of the failed renewal
 	if got, err := c.RenewAccessToken(bg, tok); err != nil || got == tok {
 		t.Errorf("RenewAccessToken of an ended token with Redis down = %q, %v; want WeChat's new one", got, err)
 	}

@@ -32,15 +32,22 @@ type Watermark struct {
 }
 
 // Decryption failures, wrapped in an *Error with code StatusDecryptError.
+// errPadding and errNotJSON read the same: a caller who sends err.Error()
+// back to the mini program must not turn Decrypt or Authorize into a
+// padding oracle, with which a user could forge a payload under a session
+// key they never see.
 var (
 	errBadBase64    = errors.New("not valid base64")
 	errKeySize      = errors.New("session key is not 16 bytes")
 	errIVSize       = errors.New("iv is not 16 bytes")
 	errCipherLength = errors.New("ciphertext is empty or not a multiple of 16 bytes")
-	errPadding      = errors.New("bad PKCS#7 padding")
-	errNotJSON      = errors.New("plaintext is not a JSON object")
+	errPadding      = errors.New(undecryptable)
+	errNotJSON      = errors.New(undecryptable)
 	errWatermark    = errors.New("watermark appid is not this app's")
 )
+
+// undecryptable is the text of both errPadding and errNotJSON.
+const undecryptable = "does not decrypt to a JSON object"
 
 // DecryptUserInfo decrypts a mini program's encryptedData with the
 // session_key of its code2session and checks that its watermark names appID.

@@ -64,14 +64,14 @@ func (c *Client) phoneNumber(ctx context.Context, phoneCode, openID string) (Pho
 	body, _ := json.Marshal(phoneRequest{Code: phoneCode, OpenID: openID})
 	var p Phone
 	err := c.withAccessToken(ctx, StatusPhoneNumberError, "getuserphonenumber", func(token string) error {
-		reply, err := c.callAPI(ctx, http.MethodPost, c.phoneURL+"?access_token="+url.QueryEscape(token), body)
+		reply, err := c.callAPI(ctx, http.MethodPost, c.phoneURL+"?access_token="+url.QueryEscape(token), body, token, phoneCode)
 		if err != nil {
 			return err
 		}
 		var appID string
 		p, appID, err = parsePhoneReply(reply)
 		if err != nil {
-			return c.cleanWeChatError(err, token)
+			return c.cleanWeChatError(err, token, phoneCode)
 		}
 		if subtle.ConstantTimeCompare([]byte(appID), []byte(c.appID)) != 1 {
 			return newError(StatusPhoneNumberError, "the phone number is not for this app", errWatermark)

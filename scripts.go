@@ -8,20 +8,39 @@ import "github.com/redis/go-redis/v9"
 // Lua strings, so the equality test in revokeScript costs the same whatever
 // the session's content.
 
+// sameExpiryLua defines sameExpiry(ttl), which gives KEYS[2] (a sealed
+// session key) the expiry of KEYS[1] (its token), ttl ms from now: to the
+// millisecond with PEXPIRETIME (Redis 7.0 and later). Before Redis 7.2 the
+// clock moves during a script, so a TTL read from KEYS[1] and given to
+// KEYS[2] a moment later would let KEYS[2] outlive KEYS[1]; a Redis
+// without PEXPIRETIME (before 7.0) gets that TTL, as close as it allows.
+const sameExpiryLua = `
+local function sameExpiry(ttl)
+  local at = redis.pcall('PEXPIRETIME', KEYS[1])
+  if type(at) == 'number' and at > 0 then
+    redis.call('PEXPIREAT', KEYS[2], at)
+  else
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
+end
+`
+
 // issueScript returns the live session of KEYS[1], or stores ARGV[1] there
 // with a TTL of ARGV[2] ms and returns it. Either way it stores the
-// login's sealed session key ARGV[3] in KEYS[2] with the session's TTL, so
-// that the user's latest session key lives as long as the token. A key
-// somehow left without TTL gets one. A key holding something other than a
-// string (not written by mpauthx) is no session, as IsTokenValid and
-// RevokeToken see it: it is replaced, so that the user can log in. Both
-// keys share the user's hash tag; KEYS[2] is left out (see userKeys) when
-// they could not.
+// login's sealed session key ARGV[3] in KEYS[2] with the session's expiry
+// (see sameExpiryLua), so that the user's latest session key lives as
+// long as the token. A key somehow left without TTL gets one. A session in
+// the very millisecond it ends (PTTL 0: Redis expires a key only once its
+// time has passed) is replaced, since nothing can be stored for 0 ms. A
+// key holding something other than a string (not written by mpauthx) is
+// no session, as IsTokenValid and RevokeToken see it: it is replaced, so
+// that the user can log in. Both keys share the user's hash tag; KEYS[2]
+// is left out (see userKeys) when they could not.
 var issueScript = redis.NewScript(issueScriptSource)
 
 // issueScriptSource is issueScript's Lua, sent with EVAL when Redis does
 // not have it cached.
-const issueScriptSource = `
+const issueScriptSource = sameExpiryLua + `
 local cur = redis.pcall('GET', KEYS[1])
 if type(cur) == 'table' and cur.err then
   redis.call('DEL', KEYS[1])
@@ -33,25 +52,29 @@ if cur then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     ttl = ARGV[2]
   end
-  if KEYS[2] then
-    redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+  if ttl ~= 0 then
+    if KEYS[2] then
+      redis.call('SET', KEYS[2], ARGV[3])
+      sameExpiry(ttl)
+    end
+    return cur
   end
-  return cur
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[3])
+  sameExpiry(ARGV[2])
 end
 return ARGV[1]
 `
 
 // refreshScript stores the session ARGV[1] in KEYS[1] with a TTL of
 // ARGV[2] ms, replacing whatever was there, and gives the user's sealed
-// session key KEYS[2], if any, the same TTL.
-var refreshScript = redis.NewScript(`
+// session key KEYS[2], if any, the same expiry (see sameExpiryLua).
+var refreshScript = redis.NewScript(sameExpiryLua + `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  sameExpiry(ARGV[2])
 end
 return 1
 `)

@@ -69,23 +69,24 @@ func (c *Client) withAccessToken(ctx context.Context, code StatusCode, name stri
 
 // callAPI makes one request to a WeChat API and returns the body of its
 // 200 answer (at most maxBodyBytes). Its failures are *Errors with the
-// HTTP status codes (6002, 6005, 6006); the URL, which may carry the
-// access token, never appears in them.
-func (c *Client) callAPI(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+// HTTP status codes (6002, 6005, 6006); neither the URL's query nor the
+// app secret nor the request's own secrets in hide (the access token, a
+// phone code) appear in them, even when the transport quotes the request.
+func (c *Client) callAPI(ctx context.Context, method, u string, body []byte, hide ...string) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, newError(StatusHTTPRequestError, "cannot build the request", c.redactAPI(err, u))
+		return nil, newError(StatusHTTPRequestError, "cannot build the request", c.redactAPI(err, u, hide))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, u))
+		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, u, hide))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -94,7 +95,7 @@ func (c *Client) callAPI(ctx context.Context, method, u string, body []byte) ([]
 	}
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {
-		return nil, newError(StatusHTTPResponseError, "reading the reply failed", c.redactAPI(err, u))
+		return nil, newError(StatusHTTPResponseError, "reading the reply failed", c.redactAPI(err, u, hide))
 	}
 	if len(reply) > maxBodyBytes {
 		return nil, newError(StatusHTTPResponseError, "reply exceeds 1 MiB", nil)
@@ -102,27 +103,29 @@ func (c *Client) callAPI(ctx context.Context, method, u string, body []byte) ([]
 	return reply, nil
 }
 
-// redactAPI returns err without the request's query (the access token)
-// and without the app secret: a *url.Error's URL is cut to its path (and
-// the password of APIBase's userinfo, if any, masked).
-func (c *Client) redactAPI(err error, u string) error {
+// redactAPI returns err without the request's query and without the app
+// secret and the secrets in hide: a *url.Error's URL is cut to its path
+// (and the password of APIBase's userinfo, if any, masked), and the text
+// of the error it wraps redacted.
+func (c *Client) redactAPI(err error, u string, hide []string) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		path, _, _ := strings.Cut(u, "?")
-		return &url.Error{Op: ue.Op, URL: redactURL(path), Err: c.redact(ue.Err)}
+		return &url.Error{Op: ue.Op, URL: redactURL(path), Err: c.redact(ue.Err, hide...)}
 	}
-	return c.redact(err)
+	return c.redact(err, hide...)
 }
 
 // cleanWeChatError returns err with a *WeChatError's errmsg redacted (the
-// access token, raw and query-escaped, and the app secret removed) and
-// then cut, by newWeChatError. Other errors are returned as they are.
-func (c *Client) cleanWeChatError(err error, token string) error {
+// app secret and the request's secrets in hide, such as the access token
+// and a phone code, removed raw and escaped) and then cut, by
+// newWeChatError. Other errors are returned as they are.
+func (c *Client) cleanWeChatError(err error, hide ...string) error {
 	var we *WeChatError
 	if !errors.As(err, &we) {
 		return err
 	}
-	return newWeChatError(we.ErrCode, redactSecret(we.ErrMsg, token), c.secret)
+	return newWeChatError(we.ErrCode, we.ErrMsg, append([]string{c.secret}, hide...)...)
 }
 
 // apiError wraps the failure of the WeChat API name in an *Error with

@@ -173,9 +173,11 @@ func (c *Client) decrypt(ctx context.Context, userID, encryptedData, iv string) 
 	return plain, nil
 }
 
-// checkSessionReply is checksession's JSON reply.
+// checkSessionReply is checksession's JSON reply. Its errcode is
+// required: a reply that does not say 0 is no proof that the key is
+// current.
 type checkSessionReply struct {
-	ErrCode int    `json:"errcode"`
+	ErrCode *int   `json:"errcode"`
 	ErrMsg  string `json:"errmsg"`
 }
 
@@ -189,7 +191,8 @@ type checkSessionReply struct {
 // StatusSessionKeyMissing. The call takes the app's access token (see
 // AccessToken), renewed once if WeChat rejects it; other failures of
 // WeChat are StatusSessionKeyRequestError wrapping the cause (a
-// *WeChatError for another errcode).
+// *WeChatError for another errcode). Only an explicit errcode 0 means
+// true: a reply without an errcode is such a failure too.
 func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
@@ -204,7 +207,7 @@ func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, erro
 	valid := false
 	err = c.withAccessToken(ctx, StatusSessionKeyRequestError, "checksession", func(token string) error {
 		q := url.Values{"access_token": {token}, "openid": {openID}, "signature": {sig}, "sig_method": {"hmac_sha256"}}
-		body, err := c.callAPI(ctx, http.MethodGet, c.checkSessionURL+"?"+q.Encode(), nil)
+		body, err := c.callAPI(ctx, http.MethodGet, c.checkSessionURL+"?"+q.Encode(), nil, token, sig)
 		if err != nil {
 			return err
 		}
@@ -212,13 +215,16 @@ func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, erro
 		if err := decodeReply(body, "checksession", &r); err != nil {
 			return err
 		}
-		switch r.ErrCode {
+		if r.ErrCode == nil {
+			return newError(StatusSessionKeyRequestError, "checksession reply lacks errcode", nil)
+		}
+		switch *r.ErrCode {
 		case 0:
 			valid = true
 		case ErrCodeSessionKeyInvalid:
 			valid = false
 		default:
-			return c.cleanWeChatError(&WeChatError{ErrCode: r.ErrCode, ErrMsg: r.ErrMsg}, token)
+			return c.cleanWeChatError(&WeChatError{ErrCode: *r.ErrCode, ErrMsg: r.ErrMsg}, token, sig)
 		}
 		return nil
 	})

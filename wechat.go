@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -84,11 +85,11 @@ func (c *Client) code2SessionOnce(ctx context.Context, code string) (session, er
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.sessionURL+"?"+q.Encode(), nil)
 	if err != nil {
-		return session{}, newError(StatusHTTPRequestError, "cannot build the code2session request", c.redact(err))
+		return session{}, newError(StatusHTTPRequestError, "cannot build the code2session request", c.redact(err, code))
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return session{}, newError(StatusHTTPRequestError, "code2session request failed", c.redact(err))
+		return session{}, newError(StatusHTTPRequestError, "code2session request failed", c.redact(err, code))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -97,19 +98,19 @@ func (c *Client) code2SessionOnce(ctx context.Context, code string) (session, er
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {
-		return session{}, newError(StatusHTTPResponseError, "reading the code2session reply failed", c.redact(err))
+		return session{}, newError(StatusHTTPResponseError, "reading the code2session reply failed", c.redact(err, code))
 	}
 	if len(body) > maxBodyBytes {
 		return session{}, newError(StatusHTTPResponseError, "code2session reply exceeds 1 MiB", nil)
 	}
-	return parseSessionReply(body, c.secret)
+	return parseSessionReply(body, c.secret, code)
 }
 
 // parseSessionReply parses code2session's body, whatever its Content-Type.
 // It returns an *Error (empty body, not JSON, openid or session_key missing
 // or unusable) or a *WeChatError for a non-zero errcode, made by
-// newWeChatError with secret.
-func parseSessionReply(body []byte, secret string) (session, error) {
+// newWeChatError with secrets (the app secret and the login code).
+func parseSessionReply(body []byte, secrets ...string) (session, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return session{}, newError(StatusResponseIsNull, "code2session reply is empty", nil)
@@ -119,7 +120,7 @@ func parseSessionReply(body []byte, secret string) (session, error) {
 		return session{}, newError(StatusJSONParseError, "code2session reply is not JSON", nil)
 	}
 	if r.ErrCode != 0 {
-		return session{}, newWeChatError(r.ErrCode, r.ErrMsg, secret)
+		return session{}, newWeChatError(r.ErrCode, r.ErrMsg, secrets...)
 	}
 	if r.OpenID == "" || r.SessionKey == "" {
 		return session{}, newError(StatusSessionKeyRequestError, "code2session reply lacks openid or session_key", nil)
@@ -130,28 +131,30 @@ func parseSessionReply(body []byte, secret string) (session, error) {
 	return session{openID: r.OpenID, unionID: r.UnionID, sessionKey: r.SessionKey}, nil
 }
 
-// redact returns err with the app secret removed from its text. A
-// *url.Error carries the whole URL, secret and code included: its URL is
-// replaced by one whose secret and js_code read REDACTED (and whose
-// userinfo password, if APIBase has one, is masked). errors.Is and
-// errors.As still reach the original causes (a context error, a
-// *net.OpError), except a cause whose own text holds the secret.
-func (c *Client) redact(err error) error {
+// redact returns err with the app secret, and the request's own secrets
+// in extra (the login code), removed from its text. A *url.Error carries
+// the whole URL, secret and code included: its URL is replaced by one
+// whose secret and js_code read REDACTED (and whose userinfo password, if
+// APIBase has one, is masked). errors.Is and errors.As still reach the
+// original causes (a context error, a *net.OpError), except a cause whose
+// own text holds one of the secrets.
+func (c *Client) redact(err error, extra ...string) error {
+	h := c.hide(extra...)
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		u := redactURL(c.sessionURL) + "?appid=" + url.QueryEscape(c.appID) + "&secret=REDACTED&js_code=REDACTED&grant_type=authorization_code"
-		return &url.Error{Op: ue.Op, URL: u, Err: redactedError{err: ue.Err, c: c}}
+		return &url.Error{Op: ue.Op, URL: u, Err: redactedError{err: ue.Err, h: h}}
 	}
-	return redactedError{err: err, c: c}
+	return redactedError{err: err, h: h}
 }
 
 // newWeChatError is the *WeChatError of an errcode and errmsg from any of
-// WeChat's APIs. secret (the AppSecret) is removed from errmsg before
-// errmsg is cut to maxErrMsgLen bytes and made valid UTF-8, so that no part
-// of a secret that straddles the cut survives. Every WeChat endpoint builds
-// its *WeChatError here.
-func newWeChatError(errCode int, errMsg, secret string) *WeChatError {
-	msg := redactSecret(errMsg, secret)
+// WeChat's APIs. secrets (the AppSecret, and the request's access token
+// and code) are removed from errmsg before errmsg is cut to maxErrMsgLen
+// bytes and made valid UTF-8, so that no part of a secret that straddles
+// the cut survives. Every WeChat endpoint builds its *WeChatError here.
+func newWeChatError(errCode int, errMsg string, secrets ...string) *WeChatError {
+	msg := newHidden(secrets...).redact(errMsg)
 	if len(msg) > maxErrMsgLen {
 		msg = msg[:maxErrMsgLen]
 	}
@@ -169,10 +172,11 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
-// redactString removes the app secret, raw and query-escaped, from s.
+// redactString removes the app secret, raw and escaped, from s.
 func (c *Client) redactString(s string) string { return redactSecret(s, c.secret) }
 
-// redactSecret removes secret, raw and query-escaped, from s.
+// redactSecret removes secret from s: raw, query-escaped (as in a URL)
+// and JSON-escaped (as in a request body).
 func redactSecret(s, secret string) string {
 	if secret == "" {
 		return s
@@ -181,23 +185,81 @@ func redactSecret(s, secret string) string {
 	if esc := url.QueryEscape(secret); esc != secret {
 		s = strings.ReplaceAll(s, esc, "REDACTED")
 	}
+	if b, err := json.Marshal(secret); err == nil {
+		if esc := string(b[1 : len(b)-1]); esc != secret {
+			s = strings.ReplaceAll(s, esc, "REDACTED")
+		}
+	}
 	return s
 }
 
-// redactedError hides the app secret in the text of err. err stays
-// reachable by errors.Is and errors.As unless one of its layers carries
-// the secret in its own text (a custom transport that quotes the URL): then
-// only the context errors it wraps are reachable, so that unwrapping the
-// error can never bring the secret back.
-type redactedError struct {
-	err error
-	c   *Client
+// hidden is what an error's text must not show: the app secret and a
+// request's own secrets (an access token, a login or phone code), longest
+// first, so that removing a shorter one never breaks the match of a
+// longer one that contains it.
+type hidden []string
+
+// newHidden returns secrets as a hidden, without the empty ones.
+func newHidden(secrets ...string) hidden {
+	h := make(hidden, 0, len(secrets))
+	for _, s := range secrets {
+		if s != "" {
+			h = append(h, s)
+		}
+	}
+	slices.SortStableFunc(h, func(a, b string) int { return len(b) - len(a) })
+	return h
 }
 
-func (e redactedError) Error() string { return e.c.redactString(e.err.Error()) }
+// hide returns the app secret and extra as a hidden.
+func (c *Client) hide(extra ...string) hidden {
+	return newHidden(append([]string{c.secret}, extra...)...)
+}
+
+// redact removes every secret of h from s.
+func (h hidden) redact(s string) string {
+	for _, secret := range h {
+		s = redactSecret(s, secret)
+	}
+	return s
+}
+
+// carried reports whether the text of err or of any error it wraps holds
+// one of h's secrets.
+func (h hidden) carried(err error) bool {
+	if err == nil {
+		return false
+	}
+	if s := err.Error(); h.redact(s) != s {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return h.carried(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if h.carried(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// redactedError hides the secrets of h in the text of err. err stays
+// reachable by errors.Is and errors.As unless one of its layers carries a
+// secret in its own text (a custom transport that quotes the URL or the
+// body): then only the context errors it wraps are reachable, so that
+// unwrapping the error can never bring the secret back.
+type redactedError struct {
+	err error
+	h   hidden
+}
+
+func (e redactedError) Error() string { return e.h.redact(e.err.Error()) }
 
 func (e redactedError) Unwrap() []error {
-	if !e.c.carriesSecret(e.err) {
+	if !e.h.carried(e.err) {
 		return []error{e.err}
 	}
 	var keep []error
@@ -207,28 +269,6 @@ func (e redactedError) Unwrap() []error {
 		}
 	}
 	return keep
-}
-
-// carriesSecret reports whether the text of err or of any error it wraps
-// holds the app secret.
-func (c *Client) carriesSecret(err error) bool {
-	if err == nil {
-		return false
-	}
-	if s := err.Error(); c.redactString(s) != s {
-		return true
-	}
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		return c.carriesSecret(u.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			if c.carriesSecret(e) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Timeout reports whether the hidden error is a timeout, so that
