@@ -55,11 +55,8 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 		}
 		unionID = u.UnionID
 	}
-	userID, err := c.store.resolve(ctx, s.openID, unionID)
+	userID, err := c.store.login(ctx, s.openID, unionID, u, "")
 	if err != nil {
-		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
-	}
-	if err := c.store.upsert(ctx, userID, u); err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
 	return c.issue(ctx, userID, s)
@@ -82,7 +79,7 @@ func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error)
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	userID, err := c.store.resolve(ctx, s.openID, s.unionID)
+	userID, err := c.store.login(ctx, s.openID, s.unionID, nil, "")
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}

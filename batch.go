@@ -39,11 +39,11 @@ type upsertBatcher struct {
 	closeOnce sync.Once
 }
 
-// upsertReq is one login's upsert, answered on done.
+// upsertReq is one login's statements, answered on done.
 type upsertReq struct {
 	ctx  context.Context
-	args []any
-	done chan error // buffered: the loop never waits for a caller
+	run  func(ctx context.Context, tx *sql.Tx) error // on the batch's transaction; may run twice (see commit)
+	done chan error                                  // buffered: the loop never waits for a caller
 }
 
 // newUpsertBatcher starts the loop that commits the batches.
@@ -63,10 +63,25 @@ func newUpsertBatcher(db *sql.DB, stmt *sql.Stmt) *upsertBatcher {
 // upsert runs the upsert with args in the next batch and returns its
 // error, or ctx's error as soon as ctx ends.
 func (b *upsertBatcher) upsert(ctx context.Context, args ...any) error {
+	return b.do(ctx, b.upserter(args))
+}
+
+// upserter returns the run of an upsert with args.
+func (b *upsertBatcher) upserter(args []any) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, b.stmt).ExecContext(ctx, args...)
+		return err
+	}
+}
+
+// do runs run on the next batch's transaction and returns its error, or
+// ctx's error as soon as ctx ends. run may be called again, on a
+// transaction of its own, when its batch failed (see commit).
+func (b *upsertBatcher) do(ctx context.Context, run func(context.Context, *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := upsertReq{ctx: ctx, args: args, done: make(chan error, 1)}
+	r := upsertReq{ctx: ctx, run: run, done: make(chan error, 1)}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
@@ -177,9 +192,8 @@ func (b *upsertBatcher) run(batch []upsertReq) error {
 	if err != nil {
 		return err
 	}
-	stmt := tx.StmtContext(ctx, b.stmt)
 	for _, r := range batch {
-		if _, err := stmt.ExecContext(ctx, r.args...); err != nil {
+		if err := r.run(ctx, tx); err != nil {
 			return errors.Join(err, tx.Rollback())
 		}
 	}

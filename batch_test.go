@@ -153,7 +153,7 @@ func TestUpsertBatcherCloseWhileConnectionHeld(t *testing.T) {
 func commitOneBatch(b *upsertBatcher, rows [][]any) []error {
 	batch := make([]upsertReq, len(rows))
 	for i, args := range rows {
-		batch[i] = upsertReq{ctx: context.Background(), args: args, done: make(chan error, 1)}
+		batch[i] = upsertReq{ctx: context.Background(), run: b.upserter(args), done: make(chan error, 1)}
 	}
 	b.commit(batch)
 	errs := make([]error, len(rows))

@@ -146,12 +146,9 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	userID, err := c.store.resolve(ctx, s.openID, s.unionID)
+	userID, err := c.store.login(ctx, s.openID, s.unionID, nil, p.PurePhoneNumber)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
-	}
-	if err := c.store.setPhone(ctx, userID, p.PurePhoneNumber); err != nil {
-		return c.fail(ctx, c.storageError(ctx, "saving the phone number failed", err))
 	}
 	return c.issue(ctx, userID, s)
 }

@@ -65,7 +65,7 @@ type query int
 
 const (
 	qExists query = iota // one row when the user ID exists
-	qFind                // the row of a WeChat user (openid, unionid): see store.resolve
+	qFind                // the row of a WeChat user (openid, unionid), one index lookup a branch: see store.resolve
 	qInsert              // adds a user row without a profile; no-op on any conflict
 	qLink                // records openid and unionid on a row that lacks them
 	qUpsert              // adds or updates a user row with its profile
@@ -96,10 +96,12 @@ AND (SELECT count(*) FROM (SELECT wxOpenId, unionId, phone FROM user WHERE 0)) =
 	},
 	q: [numQueries]string{
 		qExists: `SELECT 1 FROM user WHERE openId = ?`,
-		qFind: `SELECT openId, wxOpenId IS NULL, unionId IS NULL FROM user
-WHERE wxOpenId = ?1 OR openId = ?1 OR (?2 <> '' AND (unionId = ?2 OR openId = ?2))
-ORDER BY CASE WHEN wxOpenId = ?1 THEN 0 WHEN unionId = ?2 THEN 1 WHEN openId = ?2 THEN 2 ELSE 3 END
-LIMIT 1`,
+		qFind: `SELECT openId, wxOpenId IS NULL, unionId IS NULL FROM (
+  SELECT 0 AS r, openId, wxOpenId, unionId FROM user WHERE wxOpenId = ?1
+  UNION ALL SELECT 1, openId, wxOpenId, unionId FROM user WHERE unionId = ?2
+  UNION ALL SELECT 2, openId, wxOpenId, unionId FROM user WHERE openId = ?2
+  UNION ALL SELECT 3, openId, wxOpenId, unionId FROM user WHERE openId = ?1
+) ORDER BY r LIMIT 1`,
 		qInsert: `INSERT INTO user(openId, wxOpenId, unionId) VALUES(?, ?, NULLIF(?, '')) ON CONFLICT DO NOTHING`,
 		qLink: `UPDATE user SET
 wxOpenId = CASE WHEN wxOpenId IS NULL AND NOT EXISTS (SELECT 1 FROM user WHERE wxOpenId = ?2) THEN ?2 ELSE wxOpenId END,
@@ -134,10 +136,12 @@ ADD COLUMN IF NOT EXISTS "unionId" text, ADD COLUMN IF NOT EXISTS "phone" text`,
 	},
 	q: [numQueries]string{
 		qExists: `SELECT 1 FROM "user" WHERE "openId" = $1`,
-		qFind: `SELECT "openId", "wxOpenId" IS NULL, "unionId" IS NULL FROM "user"
-WHERE "wxOpenId" = $1 OR "openId" = $1 OR ($2 <> '' AND ("unionId" = $2 OR "openId" = $2))
-ORDER BY CASE WHEN "wxOpenId" = $1 THEN 0 WHEN "unionId" = $2 THEN 1 WHEN "openId" = $2 THEN 2 ELSE 3 END
-LIMIT 1`,
+		qFind: `SELECT "openId", "wxOpenId" IS NULL, "unionId" IS NULL FROM (
+  SELECT 0 AS r, "openId", "wxOpenId", "unionId" FROM "user" WHERE "wxOpenId" = $1
+  UNION ALL SELECT 1, "openId", "wxOpenId", "unionId" FROM "user" WHERE "unionId" = $2
+  UNION ALL SELECT 2, "openId", "wxOpenId", "unionId" FROM "user" WHERE "openId" = $2
+  UNION ALL SELECT 3, "openId", "wxOpenId", "unionId" FROM "user" WHERE "openId" = $1
+) AS found ORDER BY r LIMIT 1`,
 		qInsert: `INSERT INTO "user"("openId", "wxOpenId", "unionId") VALUES($1, $2, NULLIF($3, '')) ON CONFLICT DO NOTHING`,
 		qLink: `UPDATE "user" SET
 "wxOpenId" = CASE WHEN "wxOpenId" IS NULL AND NOT EXISTS (SELECT 1 FROM "user" WHERE "wxOpenId" = $2) THEN $2 ELSE "wxOpenId" END,
@@ -292,6 +296,73 @@ func (s *store) exists(ctx context.Context, userID string) (bool, error) {
 	return err == nil, err
 }
 
+// login returns the user ID of the WeChat user with openID and unionID
+// (see resolve), adding their row if missing, and stores what the login
+// brought: profile (Authorize's, nil for none) and phone ("" for none). On
+// SQLite it all runs in the next group-committed batch (upsertBatcher), so
+// that concurrent logins share one transaction; on PostgreSQL its
+// statements run on the pool.
+func (s *store) login(ctx context.Context, openID, unionID string, profile *UserInfo, phone string) (string, error) {
+	var userID string
+	work := func(ctx context.Context, o on) error {
+		id, err := o.resolve(ctx, openID, unionID)
+		if err != nil {
+			return err
+		}
+		if profile != nil {
+			if _, err := o.exec(ctx, qUpsert, profileArgs(id, profile)...); err != nil {
+				return err
+			}
+		}
+		if phone != "" {
+			if _, err := o.exec(ctx, qPhone, phone, id); err != nil {
+				return err
+			}
+		}
+		userID = id
+		return nil
+	}
+	var err error
+	if s.batch != nil {
+		err = s.batch.do(ctx, func(ctx context.Context, tx *sql.Tx) error { return work(ctx, on{s: s, tx: tx}) })
+	} else {
+		err = work(ctx, on{s: s})
+	}
+	if err != nil {
+		return "", err // userID may still be written by a batch the caller left
+	}
+	return userID, nil
+}
+
+// on is where a store's statements run: the pool, or a batch's
+// transaction when tx is not nil.
+type on struct {
+	s  *store
+	tx *sql.Tx
+}
+
+// queryRow runs the query q returning one row.
+func (o on) queryRow(ctx context.Context, q query, args ...any) *sql.Row {
+	if o.tx == nil {
+		return o.s.queryRow(ctx, q, args...)
+	}
+	if st := o.s.stmts[q]; st != nil {
+		return o.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return o.tx.QueryRowContext(ctx, o.s.d.q[q], args...)
+}
+
+// exec runs the statement q.
+func (o on) exec(ctx context.Context, q query, args ...any) (sql.Result, error) {
+	if o.tx == nil {
+		return o.s.exec(ctx, q, args...)
+	}
+	if st := o.s.stmts[q]; st != nil {
+		return o.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return o.tx.ExecContext(ctx, o.s.d.q[q], args...)
+}
+
 // errNoUserRow fails a resolve whose row could be neither found nor
 // created, which the unique openId, wxOpenId and unionId columns rule out
 // unless rows are being deleted at the same time.
@@ -306,9 +377,9 @@ var errNoUserRow = errors.New("mpauthx: the user row could not be created")
 // older mpauthx record neither). A new row's user ID is unionID, else
 // openID. openID and unionID are recorded on the row where missing. A
 // returning user whose row records both costs one read.
-func (s *store) resolve(ctx context.Context, openID, unionID string) (string, error) {
+func (o on) resolve(ctx context.Context, openID, unionID string) (string, error) {
 	for range 2 {
-		id, lacksOpenID, lacksUnionID, found, err := s.find(ctx, openID, unionID)
+		id, lacksOpenID, lacksUnionID, found, err := o.find(ctx, openID, unionID)
 		if err != nil {
 			return "", err
 		}
@@ -319,13 +390,13 @@ func (s *store) resolve(ctx context.Context, openID, unionID string) (string, er
 			}
 			// Any conflict (a row created at the same moment, by this
 			// flow or another) leaves the row to be found next time round.
-			if _, err := s.exec(ctx, qInsert, newID, openID, unionID); err != nil {
+			if _, err := o.exec(ctx, qInsert, newID, openID, unionID); err != nil {
 				return "", err
 			}
 			continue
 		}
 		if lacksOpenID || (lacksUnionID && unionID != "") {
-			if _, err := s.exec(ctx, qLink, id, openID, unionID); err != nil {
+			if _, err := o.exec(ctx, qLink, id, openID, unionID); err != nil {
 				return "", err
 			}
 		}
@@ -336,8 +407,8 @@ func (s *store) resolve(ctx context.Context, openID, unionID string) (string, er
 
 // find returns the row resolve picks for openID and unionID, and whether
 // it lacks either.
-func (s *store) find(ctx context.Context, openID, unionID string) (id string, lacksOpenID, lacksUnionID, found bool, err error) {
-	err = s.queryRow(ctx, qFind, openID, unionID).Scan(&id, &lacksOpenID, &lacksUnionID)
+func (o on) find(ctx context.Context, openID, unionID string) (id string, lacksOpenID, lacksUnionID, found bool, err error) {
+	err = o.queryRow(ctx, qFind, openID, unionID).Scan(&id, &lacksOpenID, &lacksUnionID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, false, false, nil
 	}
@@ -346,8 +417,7 @@ func (s *store) find(ctx context.Context, openID, unionID string) (id string, la
 
 // upsert adds or updates userID's row with the profile u, normalised.
 func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
-	p := normalizeProfile(u)
-	args := []any{userID, p.city, p.country, p.gender, p.language, p.nickName, p.province}
+	args := profileArgs(userID, u)
 	if s.batch != nil {
 		return s.batch.upsert(ctx, args...)
 	}
@@ -355,10 +425,11 @@ func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
 	return err
 }
 
-// setPhone records phone on userID's row.
-func (s *store) setPhone(ctx context.Context, userID, phone string) error {
-	_, err := s.exec(ctx, qPhone, phone, userID)
-	return err
+// profileArgs are the arguments of qUpsert for userID's profile u,
+// normalised (see normalizeProfile).
+func profileArgs(userID string, u *UserInfo) []any {
+	p := normalizeProfile(u)
+	return []any{userID, p.city, p.country, p.gender, p.language, p.nickName, p.province}
 }
 
 // user returns userID's row, found false when there is none.
