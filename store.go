@@ -65,7 +65,7 @@ type query int
 
 const (
 	qExists query = iota // one row when the user ID exists
-	qFind                // the row of a WeChat user (openid, unionid), one index lookup a branch: see store.resolve
+	qFind                // the row of a WeChat user (openid, unionid), one index lookup a branch: see on.resolve
 	qInsert              // adds a user row without a profile; no-op on any conflict
 	qLink                // records openid and unionid on a row that lacks them
 	qUpsert              // adds or updates a user row with its profile
