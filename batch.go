@@ -13,8 +13,8 @@ const maxBatch = 128
 // errStoreClosed fails an upsert that Close overtook.
 var errStoreClosed = errors.New("mpauthx: the user store is closed")
 
-// upsertBatcher group-commits the profile upserts of concurrent logins
-// into one SQLite transaction each. SQLite lets one connection write at a
+// upsertBatcher group-commits the statements of concurrent logins (see
+// store.login) into one SQLite transaction each. SQLite lets one connection write at a
 // time, and OpenSQLite's pool has one connection: with a statement per
 // login, that connection sits idle between two logins while the next
 // waiter is being scheduled, and every login pays a commit of its own. One
@@ -26,7 +26,6 @@ var errStoreClosed = errors.New("mpauthx: the user store is closed")
 // is harmless: WeChat has vouched for the user by then.
 type upsertBatcher struct {
 	db   *sql.DB
-	stmt *sql.Stmt // the upsert, prepared on db
 	reqs chan upsertReq
 
 	// ctx bounds every batch's transaction; close cancels it, so that a
@@ -47,10 +46,9 @@ type upsertReq struct {
 }
 
 // newUpsertBatcher starts the loop that commits the batches.
-func newUpsertBatcher(db *sql.DB, stmt *sql.Stmt) *upsertBatcher {
+func newUpsertBatcher(db *sql.DB) *upsertBatcher {
 	b := &upsertBatcher{
 		db:      db,
-		stmt:    stmt,
 		reqs:    make(chan upsertReq, maxBatch),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -58,20 +56,6 @@ func newUpsertBatcher(db *sql.DB, stmt *sql.Stmt) *upsertBatcher {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	go b.loop()
 	return b
-}
-
-// upsert runs the upsert with args in the next batch and returns its
-// error, or ctx's error as soon as ctx ends.
-func (b *upsertBatcher) upsert(ctx context.Context, args ...any) error {
-	return b.do(ctx, b.upserter(args))
-}
-
-// upserter returns the run of an upsert with args.
-func (b *upsertBatcher) upserter(args []any) func(context.Context, *sql.Tx) error {
-	return func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.StmtContext(ctx, b.stmt).ExecContext(ctx, args...)
-		return err
-	}
 }
 
 // do runs run on the next batch's transaction and returns its error, or

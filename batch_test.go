@@ -14,6 +14,22 @@ import (
 	"go.uber.org/goleak"
 )
 
+// login runs a login of the user with openID userID and profile u
+// through s, as Authorize does: on SQLite, in the batcher.
+func login(s *store, ctx context.Context, userID string, u *UserInfo) error {
+	_, err := s.login(ctx, userID, "", u, "")
+	return err
+}
+
+// upserter returns the batch step of an upsert with args, the profile
+// write of a login, through s's prepared statement.
+func upserter(s *store, args []any) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, s.stmts[qUpsert]).ExecContext(ctx, args...)
+		return err
+	}
+}
+
 // newTestStore opens a SQLite store in a temporary directory.
 func newTestStore(t *testing.T) (*store, *sql.DB) {
 	t.Helper()
@@ -43,7 +59,7 @@ func TestUpsertBatcherCommitsEveryLogin(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			u := &UserInfo{NickName: fmt.Sprint("nick", i), Gender: i % 3}
-			errs <- s.upsert(context.Background(), fmt.Sprint("user", i), u)
+			errs <- login(s, context.Background(), fmt.Sprint("user", i), u)
 		}()
 	}
 	wg.Wait()
@@ -73,7 +89,7 @@ func TestUpsertBatcherCancelledContext(t *testing.T) {
 	defer s.close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.upsert(ctx, "gone", &UserInfo{}); !errors.Is(err, context.Canceled) {
+	if err := login(s, ctx, "gone", &UserInfo{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("upsert with a cancelled ctx = %v, want context.Canceled", err)
 	}
 	var n int
@@ -93,7 +109,7 @@ func TestUpsertBatcherClose(t *testing.T) {
 	const n = 20
 	errs := make(chan error, n)
 	for i := range n {
-		go func() { errs <- s.upsert(context.Background(), fmt.Sprint("u", i), &UserInfo{}) }()
+		go func() { errs <- login(s, context.Background(), fmt.Sprint("u", i), &UserInfo{}) }()
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.close() }()
@@ -109,7 +125,7 @@ func TestUpsertBatcherClose(t *testing.T) {
 			t.Fatalf("upsert overtaken by close = %v, want nil or errStoreClosed", err)
 		}
 	}
-	if err := s.upsert(context.Background(), "late", &UserInfo{}); !errors.Is(err, errStoreClosed) {
+	if err := login(s, context.Background(), "late", &UserInfo{}); !errors.Is(err, errStoreClosed) {
 		t.Fatalf("upsert after close = %v, want errStoreClosed", err)
 	}
 }
@@ -125,7 +141,7 @@ func TestUpsertBatcherCloseWhileConnectionHeld(t *testing.T) {
 	defer tx.Rollback()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if err := s.upsert(ctx, "waiting", &UserInfo{}); !errors.Is(err, context.DeadlineExceeded) {
+	if err := login(s, ctx, "waiting", &UserInfo{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("upsert while the connection is held = %v, want DeadlineExceeded", err)
 	}
 	closed := make(chan error, 1)
@@ -147,15 +163,15 @@ func TestUpsertBatcherCloseWhileConnectionHeld(t *testing.T) {
 	}
 }
 
-// commitOneBatch is a test seam: it runs the upserts of rows through b's
+// commitOneBatch is a test seam: it runs the upserts of rows through s's batcher's
 // commit as one batch, as the loop does when they are queued together,
 // whatever the scheduling, and returns each row's answer.
-func commitOneBatch(b *upsertBatcher, rows [][]any) []error {
+func commitOneBatch(s *store, rows [][]any) []error {
 	batch := make([]upsertReq, len(rows))
 	for i, args := range rows {
-		batch[i] = upsertReq{ctx: context.Background(), run: b.upserter(args), done: make(chan error, 1)}
+		batch[i] = upsertReq{ctx: context.Background(), run: upserter(s, args), done: make(chan error, 1)}
 	}
-	b.commit(batch)
+	s.batch.commit(batch)
 	errs := make([]error, len(rows))
 	for i, r := range batch {
 		errs[i] = <-r.done
@@ -194,7 +210,7 @@ func TestUpsertBatcherOneBadRow(t *testing.T) {
 		}
 		rows[i] = []any{fmt.Sprint("user", i), "", "", 0, "", nick, ""}
 	}
-	for i, err := range commitOneBatch(s.batch, rows) {
+	for i, err := range commitOneBatch(s, rows) {
 		if (err != nil) != (i == bad) {
 			t.Errorf("upsert %d = %v; only %d should fail", i, err, bad)
 		}

@@ -200,7 +200,7 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 				return nil, fmt.Errorf("mpauthx: preparing the user table's statements: %w", err)
 			}
 		}
-		s.batch = newUpsertBatcher(db, s.stmts[qUpsert])
+		s.batch = newUpsertBatcher(db)
 	}
 	return s, nil
 }
@@ -413,16 +413,6 @@ func (o on) find(ctx context.Context, openID, unionID string) (id string, lacksO
 		return "", false, false, false, nil
 	}
 	return id, lacksOpenID, lacksUnionID, err == nil, err
-}
-
-// upsert adds or updates userID's row with the profile u, normalised.
-func (s *store) upsert(ctx context.Context, userID string, u *UserInfo) error {
-	args := profileArgs(userID, u)
-	if s.batch != nil {
-		return s.batch.upsert(ctx, args...)
-	}
-	_, err := s.exec(ctx, qUpsert, args...)
-	return err
 }
 
 // profileArgs are the arguments of qUpsert for userID's profile u,
