@@ -25,6 +25,8 @@ const (
 	StatusAccessTokenError       StatusCode = 6012 // the app's access token could not be had
 	StatusPhoneNumberError       StatusCode = 6013 // getuserphonenumber failed in any way
 	StatusSessionKeyMissing      StatusCode = 6014 // no stored session key for the user: they must log in again
+	StatusAccountConflict        StatusCode = 6015 // the login's identifiers, or Link's, belong to another user: never merged
+	StatusUnsupported            StatusCode = 6016 // the call does not exist on this Client's Platform
 	StatusUnknownError           StatusCode = 9999 // anything else
 )
 
@@ -64,6 +66,10 @@ func (s StatusCode) Message() string {
 		return "phone number error"
 	case StatusSessionKeyMissing:
 		return "session key missing"
+	case StatusAccountConflict:
+		return "account conflict"
+	case StatusUnsupported:
+		return "unsupported on this platform"
 	default:
 		return "unknown error"
 	}

@@ -116,6 +116,31 @@ type Config struct {
 	// CLIENT TRACKING) checks read Redis as without it, and the Logger
 	// says why once.
 	LocalCache int
+
+	// Platform is the kind of app this Client serves; "" means
+	// WeChatMiniProgram. docs/platforms.md lists what each platform needs
+	// here and which calls it has.
+	Platform Platform
+	// PrivateKey is the app's RSA private key, PEM (PKCS#1 or PKCS#8) or
+	// the bare base64 the platform's console hands out: Alipay signs its
+	// requests with it (AppSecret is unused there), Douyin decrypts phone
+	// numbers with it.
+	PrivateKey string
+	// AlipayPublicKey is Alipay's RSA public key (PEM or bare base64),
+	// which verifies every Alipay reply.
+	AlipayPublicKey string
+	// AESKey is Alipay's base64 content key, which decrypts the response
+	// of my.getPhoneNumber.
+	AESKey string
+	// LinkByPhone lets a phone login whose identifiers match nobody find
+	// the user holding that verified phone number, so that one person
+	// reaches one account across platforms. Off by default: numbers are
+	// recycled in China (docs/platforms.md).
+	LinkByPhone bool
+	// DataKeys seal personal data at rest (phone numbers): base64 of 32
+	// random bytes each; the first seals, all open, so keys can be
+	// rotated. Nil keeps phone numbers in clear (docs/operations.md).
+	DataKeys []string
 }
 
 // String returns the Config without its secrets: AppSecret reads
@@ -160,6 +185,8 @@ const maxIdleWeChatConns = 256
 // use; create one with New and share it.
 type Client struct {
 	appID, secret, sku string
+	platform           Platform // never ""
+	linkByPhone        bool
 	ttl                time.Duration
 	sessionURL         string
 	stableTokenURL     string // WeChat's APIs that take the access token
@@ -209,6 +236,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("mpauthx: Config.LocalCache must not be negative")
 	case cfg.DB == nil:
 		return nil, errors.New("mpauthx: Config.DB is required (see OpenSQLite)")
+	case !cfg.Platform.known():
+		return nil, fmt.Errorf("mpauthx: Config.Platform %q is not one of the platforms", cfg.Platform)
 	}
 	base := cfg.APIBase
 	if base == "" {
@@ -227,6 +256,8 @@ func New(cfg Config) (*Client, error) {
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,
+		platform:        cfg.Platform.normalize(),
+		linkByPhone:     cfg.LinkByPhone,
 		secret:          cfg.AppSecret,
 		sku:             cfg.Sku,
 		ttl:             cfg.TokenTTL,

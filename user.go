@@ -19,6 +19,11 @@ type User struct {
 	// profiles: these are empty or placeholders for most users).
 	NickName, City, Province, Country, Language string
 	Gender                                      int
+
+	// Identities lists every app the user has logged in through, one
+	// Identity per (Platform, AppID, OpenID). The slice makes User not
+	// comparable with ==.
+	Identities []Identity
 }
 
 // User returns the stored user with the exact ID userID: StatusUserNotExist
