@@ -37,7 +37,7 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 	if err := required("code", code, "encryptedData", encryptedData, "iv", iv); err != nil {
 		return c.fail(ctx, err)
 	}
-	s, err := c.code2Session(ctx, code)
+	s, err := c.exchange(ctx, code)
 	if err != nil {
 		return c.fail(ctx, err)
 	}
@@ -55,7 +55,7 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 		}
 		unionID = u.UnionID
 	}
-	userID, err := c.store.login(ctx, s.openID, unionID, u, "")
+	userID, err := c.store.login(ctx, c.identity(s.openID, unionID), u, "")
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}
@@ -75,11 +75,11 @@ func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error)
 	if err := required("code", code); err != nil {
 		return c.fail(ctx, err)
 	}
-	s, err := c.code2Session(ctx, code)
+	s, err := c.exchange(ctx, code)
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	userID, err := c.store.login(ctx, s.openID, s.unionID, nil, "")
+	userID, err := c.store.login(ctx, c.identity(s.openID, s.unionID), nil, "")
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}

@@ -17,7 +17,7 @@ import (
 // login runs a login of the user with openID userID and profile u
 // through s, as Authorize does: on SQLite, in the batcher.
 func login(s *store, ctx context.Context, userID string, u *UserInfo) error {
-	_, err := s.login(ctx, userID, "", u, "")
+	_, err := s.login(ctx, Identity{Platform: WeChatMiniProgram, OpenID: userID}, u, "")
 	return err
 }
 

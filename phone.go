@@ -138,7 +138,7 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err := required("loginCode", loginCode, "phoneCode", phoneCode); err != nil {
 		return c.fail(ctx, err)
 	}
-	s, err := c.code2Session(ctx, loginCode)
+	s, err := c.exchange(ctx, loginCode)
 	if err != nil {
 		return c.fail(ctx, err)
 	}
@@ -146,7 +146,7 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	userID, err := c.store.login(ctx, s.openID, s.unionID, nil, p.PurePhoneNumber)
+	userID, err := c.store.login(ctx, c.identity(s.openID, s.unionID), nil, p.PurePhoneNumber)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}

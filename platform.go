@@ -1,5 +1,7 @@
 package mpauthx
 
+import "context"
+
 // Platform names the kind of app a Client logs people in through. One
 // Client serves one app; Clients that share a DB, a Redis and a Sku share
 // users and tokens, whatever their platforms (see docs/platforms.md).
@@ -50,4 +52,26 @@ func (p Platform) family() string {
 		return "wechat"
 	}
 	return string(p)
+}
+
+// identity is the Identity of a login through c's app.
+func (c *Client) identity(openID, unionID string) Identity {
+	return Identity{Platform: c.platform, AppID: c.appID, OpenID: openID, UnionID: unionID}
+}
+
+// exchange trades a login code of c's platform (wx.login's, tt.login's,
+// my.getAuthCode's, or an OAuth callback's) for the person's identifiers
+// and, where the platform has one, the session key. Failures are
+// StatusSessionKeyRequestError wrapping the cause, as for code2session.
+func (c *Client) exchange(ctx context.Context, code string) (session, error) {
+	switch c.platform {
+	case WeChatMiniProgram:
+		return c.code2Session(ctx, code)
+	}
+	return session{}, errUnsupported(c.platform, "logging in")
+}
+
+// errUnsupported is the StatusUnsupported error of a call that p lacks.
+func errUnsupported(p Platform, what string) *Error {
+	return newError(StatusUnsupported, what+" is not supported on platform "+string(p), nil)
 }

@@ -296,16 +296,16 @@ func (s *store) exists(ctx context.Context, userID string) (bool, error) {
 	return err == nil, err
 }
 
-// login returns the user ID of the WeChat user with openID and unionID
-// (see resolve), adding their row if missing, and stores what the login
+// login returns the user ID of the person with identity id (see resolve),
+// adding their row if missing, and stores what the login
 // brought: profile (Authorize's, nil for none) and phone ("" for none). On
 // SQLite it all runs in the next group-committed batch (upsertBatcher), so
 // that concurrent logins share one transaction; on PostgreSQL its
 // statements run on the pool.
-func (s *store) login(ctx context.Context, openID, unionID string, profile *UserInfo, phone string) (string, error) {
+func (s *store) login(ctx context.Context, ident Identity, profile *UserInfo, phone string) (string, error) {
 	var userID string
 	work := func(ctx context.Context, o on) error {
-		id, err := o.resolve(ctx, openID, unionID)
+		id, err := o.resolve(ctx, ident.OpenID, ident.UnionID)
 		if err != nil {
 			return err
 		}
