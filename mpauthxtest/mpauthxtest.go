@@ -191,13 +191,13 @@ type Server struct {
 	forced        atomic.Int64 // forced refreshes made
 
 	mu       sync.Mutex
-	apps     map[string]*appState // by AppID
-	appOrder []string             // AppIDs in the order added; the first is NewServer's
-	keysUsed int                  // RSA keys handed out by rsaKey
-	users    map[string]User      // by OpenID, unique across apps
-	codes  map[string]*codeState // by code
-	faults map[string][]Fault    // queue per path, front first
-	skew   time.Duration         // Advance's total: the server's clock runs ahead by it
+	apps     map[string]*appState  // by AppID
+	appOrder []string              // AppIDs in the order added; the first is NewServer's
+	keysUsed int                   // RSA keys handed out by rsaKey
+	users    map[string]User       // by OpenID, unique across apps
+	codes    map[string]*codeState // by code
+	faults   map[string][]Fault    // queue per path, front first
+	skew     time.Duration         // Advance's total: the server's clock runs ahead by it
 
 	tokens     map[string]time.Time   // access token -> expiry; an ended token is deleted
 	current    string                 // the access token stable_token hands out
