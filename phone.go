@@ -47,10 +47,14 @@ func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, erro
 	if err := c.checkOpen(); err != nil {
 		return Phone{}, err
 	}
+	if err := c.supports(callPhone); err != nil {
+		c.logFailure(ctx, err)
+		return Phone{}, err
+	}
 	if err := required("phoneCode", phoneCode); err != nil {
 		return Phone{}, err
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, "")
+	p, err := c.phone(ctx, phoneCode, "")
 	if err != nil {
 		c.logFailure(ctx, err)
 		return Phone{}, err
@@ -135,6 +139,9 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
+	if err := c.supports(callPhone); err != nil {
+		return c.fail(ctx, err)
+	}
 	if err := required("loginCode", loginCode, "phoneCode", phoneCode); err != nil {
 		return c.fail(ctx, err)
 	}
@@ -142,7 +149,7 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, s.openID)
+	p, err := c.phone(ctx, phoneCode, s.openID)
 	if err != nil {
 		return c.fail(ctx, err)
 	}

@@ -211,6 +211,7 @@ type Server struct {
 type codeState struct {
 	openID string
 	used   bool
+	scope  string // the OAuth scope it was handed out for; "" for Code's
 }
 
 // User is a registered user of one app.
@@ -228,6 +229,9 @@ type User struct {
 	// "unionid" (unless OmitUnionIDInSession is true) and UserInfo
 	// includes it as "unionId".
 	UnionID string
+	// SnapshotUser makes the user of an official account a visitor of a
+	// snapshot page: sns/oauth2/access_token answers is_snapshotuser 1.
+	SnapshotUser bool
 	// OmitUnionIDInSession leaves the unionid out of code2session's
 	// reply, so that it is only found in the encrypted data, as happens
 	// for some users.
