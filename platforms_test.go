@@ -536,7 +536,9 @@ func TestNewPlatformConfig(t *testing.T) {
 		{"douyin PEM key", func(c *mpauthx.Config) { c.Platform, c.PrivateKey = mpauthx.DouyinMiniProgram, dy.PrivateKey }, ""},
 		{"douyin bare base64 key", func(c *mpauthx.Config) { c.Platform, c.PrivateKey = mpauthx.DouyinMiniProgram, bareKey }, ""},
 		{"douyin bad key", func(c *mpauthx.Config) { c.Platform, c.PrivateKey = mpauthx.DouyinMiniProgram, "MIIsecretbutbroken" }, "Config.PrivateKey"},
-		{"douyin with AlipayPublicKey", func(c *mpauthx.Config) { c.Platform, c.AlipayPublicKey = mpauthx.DouyinMiniProgram, ali.AlipayPublicKey }, "AlipayPublicKey is not used"},
+		{"douyin with AlipayPublicKey", func(c *mpauthx.Config) {
+			c.Platform, c.AlipayPublicKey = mpauthx.DouyinMiniProgram, ali.AlipayPublicKey
+		}, "AlipayPublicKey is not used"},
 		{"alipay without secret", func(c *mpauthx.Config) {
 			c.Platform, c.AppSecret, c.PrivateKey, c.AlipayPublicKey, c.AESKey = mpauthx.AlipayMiniProgram, "", ali.PrivateKey, ali.AlipayPublicKey, ali.AESKey
 		}, ""},
