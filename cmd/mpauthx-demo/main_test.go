@@ -600,7 +600,7 @@ func TestCurlLines(t *testing.T) {
 		`^\{"openid":"o-alice"\}$`, //    /me, new token
 		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 5. code-only login
 		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 6. phone login
-		`^\{"status_code":1,"status_message":"OK","response":"[^"|]+\|demo\|[A-Z2-7]{26}"\}$`,     // 7. official account
+		`^\{"status_code":1,"status_message":"OK","response":"[^"|]+\|demo\|[A-Z2-7]{26}"\}$`,  // 7. official account
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)
