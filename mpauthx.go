@@ -18,6 +18,13 @@
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
+// Config.Platform makes a Client serve another kind of app: a WeChat
+// official account or website (AuthURL, then AuthorizeCode with the OAuth
+// callback's code), or a QQ, Douyin or Alipay mini program. Clients that
+// share a DB, a Redis and a Sku share users and tokens, so one person is
+// one user whichever app they come through; docs/platforms.md lists which
+// calls each platform has and what its Config needs.
+//
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
 // StatusSessionKeyRequestError, …) or one added for the phone login;
