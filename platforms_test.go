@@ -361,6 +361,9 @@ func TestDouyinLogin(t *testing.T) {
 			if strings.Contains(err.Error(), "wrong") {
 				t.Errorf("error text %q holds the secret", err)
 			}
+			if msg := mpauthx.ErrorResult(err).StatusMessage; !strings.Contains(msg, "err_no 40017") {
+				t.Errorf("StatusMessage %q does not name the err_no", msg)
+			}
 		})
 	})
 }
