@@ -499,6 +499,12 @@ func TestUnsupported(t *testing.T) {
 		mpauthx.QQMiniProgram:         {"AuthorizePhone", "PhoneNumber", "AccessToken", "RenewAccessToken", "CheckSessionKey"},
 		mpauthx.DouyinMiniProgram:     {"CheckSessionKey"},
 	}
+	t.Run("wechat-oa/AccessToken exists", func(t *testing.T) {
+		oa, _ := e.platformClient(t, mpauthx.WeChatOfficialAccount)
+		if tok, err := oa.AccessToken(bg); err != nil || tok == "" {
+			t.Fatalf("an official account's AccessToken = %q, %v", tok, err)
+		}
+	})
 	for platform, names := range unsupported {
 		c, _ := e.platformClient(t, platform)
 		for _, name := range names {
