@@ -18,6 +18,13 @@
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
+// Config.Platform makes a Client serve another kind of app: a WeChat
+// official account or website (AuthURL, then AuthorizeCode with the OAuth
+// callback's code), or a QQ, Douyin or Alipay mini program. Clients that
+// share a DB, a Redis and a Sku share users and tokens, so one person is
+// one user whichever app they come through; docs/platforms.md lists which
+// calls each platform has and what its Config needs.
+//
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
 // StatusSessionKeyRequestError, …) or one added for the phone login;
@@ -53,8 +60,9 @@ import (
 // Config configures a Client. AppID, AppSecret, Sku and DB are required;
 // the zero value of every other field means its default.
 type Config struct {
-	// AppID and AppSecret are the mini program's credentials (required).
-	// Read AppSecret from the environment or a secret store.
+	// AppID and AppSecret are the app's credentials (required; Alipay
+	// apps have no AppSecret and sign with PrivateKey instead). Read
+	// AppSecret from the environment or a secret store.
 	AppID     string
 	AppSecret string
 	// Sku names the product the tokens are for (required): at most 256
@@ -84,8 +92,11 @@ type Config struct {
 	// github.com/mattn/go-sqlite3 ("sqlite3") or
 	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
-	// APIBase is WeChat's API server: "" means DefaultAPIBase. Set it to an
-	// mpauthxtest.Server's URL in tests.
+	// APIBase is the platform's API server: "" means the platform's own
+	// (DefaultAPIBase for WeChat, DefaultQQAPIBase, DefaultDouyinAPIBase
+	// and DefaultDouyinOpenAPIBase, DefaultAlipayAPIBase). When set, every
+	// endpoint of the platform is under it, AuthURL's page included: set
+	// it to an mpauthxtest.Server's URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
 	// DefaultHTTPTimeout timeout that keeps enough idle connections for
@@ -144,15 +155,16 @@ type Config struct {
 }
 
 // String returns the Config without its secrets: AppSecret reads
-// REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
-// and the password of APIBase's userinfo is masked.
+// REDACTED; RedisPassword, PrivateKey, AESKey, DataKeys, Redis, DB,
+// HTTPClient and Logger are left out, and the password of APIBase's
+// userinfo is masked.
 //
 // fmt uses String (and GoString for %#v) when it prints a Config or
 // *Config, also one held in an exported field, a slice or a map; slog uses
 // LogValue when a Config or *Config is an attribute's value. Neither can
 // call methods on an unexported field: a struct of yours that keeps a
-// Config in an unexported field prints AppSecret and RedisPassword in
-// clear with %v or %+v, and so does slog. encoding/json uses none of these
+// Config in an unexported field prints AppSecret, RedisPassword,
+// PrivateKey and AESKey in clear with %v or %+v, and so does slog. encoding/json uses none of these
 // methods: json.Marshal of a Config, or of a struct holding one (as slog's
 // JSONHandler does with a struct attribute), includes the secrets. Do not
 // print or log such structs, or give them a String (and LogValue) method
@@ -205,6 +217,7 @@ type Client struct {
 	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
+	platformConfig     // the endpoints and keys of the other platforms
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -220,8 +233,6 @@ func New(cfg Config) (*Client, error) {
 	switch {
 	case cfg.AppID == "":
 		return nil, errors.New("mpauthx: Config.AppID is required")
-	case cfg.AppSecret == "":
-		return nil, errors.New("mpauthx: Config.AppSecret is required")
 	case cfg.Sku == "":
 		return nil, errors.New("mpauthx: Config.Sku is required")
 	case !validUserID(cfg.Sku):
@@ -239,13 +250,20 @@ func New(cfg Config) (*Client, error) {
 	case !cfg.Platform.known():
 		return nil, fmt.Errorf("mpauthx: Config.Platform %q is not one of the platforms", cfg.Platform)
 	}
+	if err := checkPlatform(&cfg); err != nil {
+		return nil, err
+	}
 	base := cfg.APIBase
 	if base == "" {
-		base = DefaultAPIBase
+		base = defaultAPIBase(cfg.Platform)
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", redactURL(base))
+	}
+	pc, err := newPlatformConfig(&cfg, strings.TrimRight(base, "/"), cfg.APIBase != "")
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
 	defer cancel()
@@ -272,6 +290,7 @@ func New(cfg Config) (*Client, error) {
 		rdb:             cfg.Redis,
 		store:           st,
 		log:             cfg.Logger,
+		platformConfig:  pc,
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -413,8 +432,7 @@ func (c *Client) logFailure(ctx context.Context, err error) {
 		return
 	}
 	level := slog.LevelWarn
-	var we *WeChatError
-	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
+	if code == StatusSessionKeyMissing || codeRejected(err) {
 		level = slog.LevelInfo
 	}
 	c.log.LogAttrs(ctx, level, "mpauthx: call failed",

@@ -47,10 +47,14 @@ func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, erro
 	if err := c.checkOpen(); err != nil {
 		return Phone{}, err
 	}
+	if err := c.supports(callPhone); err != nil {
+		c.logFailure(ctx, err)
+		return Phone{}, err
+	}
 	if err := required("phoneCode", phoneCode); err != nil {
 		return Phone{}, err
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, "")
+	p, err := c.phone(ctx, phoneCode, "")
 	if err != nil {
 		c.logFailure(ctx, err)
 		return Phone{}, err
@@ -126,13 +130,17 @@ func validPhoneField(s string, plus bool) bool {
 // <button open-type="getPhoneNumber">, sent together by the mini program.
 // AuthorizePhone exchanges loginCode with code2session (failures are
 // StatusSessionKeyRequestError), then phoneCode for the user's phone
-// number, which WeChat checks is this user's (StatusPhoneNumberError),
+// number, which WeChat checks is this user's (StatusPhoneNumberError;
+// Douyin's API has no such check, see docs/platforms.md),
 // records it (PurePhoneNumber) on the user's row, adding the row if
 // missing, and returns the user's token, shared as in Authorize. The
 // user ID is the same whichever login the user used first. On failure
 // the Result is ErrorResult(err), ready to be sent.
 func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
 	if err := c.checkOpen(); err != nil {
+		return c.fail(ctx, err)
+	}
+	if err := c.supports(callPhone); err != nil {
 		return c.fail(ctx, err)
 	}
 	if err := required("loginCode", loginCode, "phoneCode", phoneCode); err != nil {
@@ -142,7 +150,7 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, s.openID)
+	p, err := c.phone(ctx, phoneCode, s.openID)
 	if err != nil {
 		return c.fail(ctx, err)
 	}

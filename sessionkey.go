@@ -140,6 +140,10 @@ func (c *Client) Decrypt(ctx context.Context, userID, encryptedData, iv string) 
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
+	if err := c.supports(callDecrypt); err != nil {
+		c.logFailure(ctx, err)
+		return nil, err
+	}
 	plain, err := c.decrypt(ctx, userID, encryptedData, iv)
 	if err != nil {
 		c.logFailure(ctx, err)
@@ -195,6 +199,10 @@ type checkSessionReply struct {
 // true: a reply without an errcode is such a failure too.
 func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
+		return false, err
+	}
+	if err := c.supports(callCheckSessionKey); err != nil {
+		c.logFailure(ctx, err)
 		return false, err
 	}
 	openID, sk, err := c.loadSessionKey(ctx, userID)
