@@ -220,3 +220,89 @@ func TestUpsertBatcherOneBadRow(t *testing.T) {
 		t.Fatalf("rows = %d, %v; want %d", count, err, n-1)
 	}
 }
+
+// openCallerSQLite opens path as a caller might, without OpenSQLite: WAL
+// and a busy timeout, go-sqlite3's default deferred BEGIN and an unbounded
+// pool, with Schema's table.
+func openCallerSQLite(path string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec(Schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// TestTwoStoresOneSQLiteFile logs 1,000 new users in through two *sql.DB
+// on one SQLite file, as two processes of a service sharing the file do,
+// each with its own store and batcher. A batch reads the user table, then
+// writes it: begun deferred, its write would be refused at once ("database
+// is locked", no busy wait) whenever the other store committed in
+// between. Every login must succeed, whether the *sql.DB comes from
+// OpenSQLite or from the caller's own DSN.
+func TestTwoStoresOneSQLiteFile(t *testing.T) {
+	for _, o := range []struct {
+		name string
+		open func(path string) (*sql.DB, error)
+	}{
+		{"OpenSQLite", OpenSQLite},
+		{"caller's DSN", openCallerSQLite},
+	} {
+		t.Run(o.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "shared.db")
+			var stores [2]*store
+			for i := range stores {
+				db, err := o.open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				if stores[i], err = newStore(context.Background(), db); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { stores[i].close() })
+			}
+			const logins, workers = 1000, 8 // per store: logins/2, by workers goroutines each
+			var (
+				wg       sync.WaitGroup
+				mu       sync.Mutex
+				failures []error
+			)
+			for si, s := range stores {
+				for w := range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := w; i < logins/2; i += workers {
+							openID := fmt.Sprintf("o-%d-%d", si, i)
+							var u *UserInfo
+							if i%2 == 0 {
+								u = &UserInfo{NickName: openID}
+							}
+							id, err := s.login(context.Background(), Identity{Platform: WeChatMiniProgram, OpenID: openID}, u, "")
+							if err == nil && id != openID {
+								err = fmt.Errorf("login of %s returned user ID %q", openID, id)
+							}
+							if err != nil {
+								mu.Lock()
+								failures = append(failures, err)
+								mu.Unlock()
+							}
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			if len(failures) > 0 {
+				t.Fatalf("%d of %d logins failed; first: %v", len(failures), logins, failures[0])
+			}
+			var rows int
+			if err := stores[0].db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows); err != nil || rows != logins {
+				t.Fatalf("rows = %d, %v; want %d", rows, err, logins)
+			}
+		})
+	}
+}
