@@ -1,10 +1,14 @@
 package mpauthx
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -236,13 +240,61 @@ func openCallerSQLite(path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// newUserLogins logs n new users in through s from workers goroutines,
+// each user's openID made of prefix and a number, and returns the
+// failures. Every other login brings a profile, as Authorize does.
+func newUserLogins(s *store, prefix string, n, workers int) []error {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []error
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				openID := fmt.Sprintf("%s-%d", prefix, i)
+				var u *UserInfo
+				if i%2 == 0 {
+					u = &UserInfo{NickName: openID}
+				}
+				id, err := s.login(context.Background(), Identity{Platform: WeChatMiniProgram, OpenID: openID}, u, "")
+				if err == nil && id != openID {
+					err = fmt.Errorf("login of %s returned user ID %q", openID, id)
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failures
+}
+
+// wantUserRows fails t unless db's user table holds n rows.
+func wantUserRows(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	var rows int
+	if err := db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows); err != nil || rows != n {
+		t.Fatalf("rows = %d, %v; want %d", rows, err, n)
+	}
+}
+
+// sharedFileLogins and sharedFileWorkers size the two-writer tests: each
+// of two stores logs sharedFileLogins/2 new users in.
+const sharedFileLogins, sharedFileWorkers = 1000, 8
+
 // TestTwoStoresOneSQLiteFile logs 1,000 new users in through two *sql.DB
-// on one SQLite file, as two processes of a service sharing the file do,
+// on one SQLite file, as two instances of a service sharing the file do,
 // each with its own store and batcher. A batch reads the user table, then
-// writes it: begun deferred, its write would be refused at once ("database
-// is locked", no busy wait) whenever the other store committed in
-// between. Every login must succeed, whether the *sql.DB comes from
-// OpenSQLite or from the caller's own DSN.
+// writes it: begun deferred, its write is refused at once ("database is
+// locked", no busy wait) whenever the other store committed in between.
+// Every login must succeed, whether the *sql.DB comes from OpenSQLite or
+// from the caller's own DSN.
 func TestTwoStoresOneSQLiteFile(t *testing.T) {
 	for _, o := range []struct {
 		name string
@@ -265,44 +317,127 @@ func TestTwoStoresOneSQLiteFile(t *testing.T) {
 				}
 				t.Cleanup(func() { stores[i].close() })
 			}
-			const logins, workers = 1000, 8 // per store: logins/2, by workers goroutines each
-			var (
-				wg       sync.WaitGroup
-				mu       sync.Mutex
-				failures []error
-			)
-			for si, s := range stores {
-				for w := range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := w; i < logins/2; i += workers {
-							openID := fmt.Sprintf("o-%d-%d", si, i)
-							var u *UserInfo
-							if i%2 == 0 {
-								u = &UserInfo{NickName: openID}
-							}
-							id, err := s.login(context.Background(), Identity{Platform: WeChatMiniProgram, OpenID: openID}, u, "")
-							if err == nil && id != openID {
-								err = fmt.Errorf("login of %s returned user ID %q", openID, id)
-							}
-							if err != nil {
-								mu.Lock()
-								failures = append(failures, err)
-								mu.Unlock()
-							}
-						}
-					}()
-				}
+			var failures [2][]error
+			var wg sync.WaitGroup
+			for i, s := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					failures[i] = newUserLogins(s, fmt.Sprint("o", i), sharedFileLogins/2, sharedFileWorkers)
+				}()
 			}
 			wg.Wait()
-			if len(failures) > 0 {
-				t.Fatalf("%d of %d logins failed; first: %v", len(failures), logins, failures[0])
+			if all := append(failures[0], failures[1]...); len(all) > 0 {
+				t.Fatalf("%d of %d logins failed; first: %v", len(all), sharedFileLogins, all[0])
 			}
-			var rows int
-			if err := stores[0].db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows); err != nil || rows != logins {
-				t.Fatalf("rows = %d, %v; want %d", rows, err, logins)
-			}
+			wantUserRows(t, stores[0].db, sharedFileLogins)
 		})
 	}
+}
+
+// envSharedFileChild, set to a SQLite file's path, makes this test binary
+// the second process of TestTwoProcessesOneSQLiteFile.
+const envSharedFileChild = "MPAUTHX_TEST_SHARED_SQLITE"
+
+// TestTwoProcessesOneSQLiteFile is TestTwoStoresOneSQLiteFile with two
+// processes, each with its own OpenSQLite *sql.DB: this test binary runs
+// itself again as the second. Both start their logins together (the child
+// waits for a line on its stdin) and every login must succeed.
+func TestTwoProcessesOneSQLiteFile(t *testing.T) {
+	if path := os.Getenv(envSharedFileChild); path != "" {
+		sharedFileChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "shared.db")
+	db, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := newStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestTwoProcessesOneSQLiteFile$", "-test.count=1")
+	child.Env = append(os.Environ(), envSharedFileChild+"="+path)
+	child.Stderr = os.Stderr
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !scanTo(lines, "ready") {
+		child.Wait()
+		t.Fatal("the child process did not get ready")
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	mine := newUserLogins(s, "parent", sharedFileLogins/2, sharedFileWorkers)
+	var report string
+	for lines.Scan() {
+		if r, ok := strings.CutPrefix(lines.Text(), "child: "); ok {
+			report = r
+		}
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child process: %v", err)
+	}
+	if len(mine) > 0 {
+		t.Errorf("%d of this process's %d logins failed; first: %v", len(mine), sharedFileLogins/2, mine[0])
+	}
+	if report != "0 failures" {
+		t.Errorf("the child process's %d logins: %q", sharedFileLogins/2, report)
+	}
+	wantUserRows(t, db, sharedFileLogins)
+}
+
+// sharedFileChild is the second process of TestTwoProcessesOneSQLiteFile:
+// it opens path, says "ready", waits for a line on stdin, logs its users
+// in and prints "child: N failures" (and the first).
+func sharedFileChild(path string) {
+	db, err := OpenSQLite(path)
+	if err != nil {
+		fmt.Println("child: open:", err)
+		return
+	}
+	defer db.Close()
+	s, err := newStore(context.Background(), db)
+	if err != nil {
+		fmt.Println("child: newStore:", err)
+		return
+	}
+	defer s.close()
+	fmt.Println("ready")
+	if !scanTo(bufio.NewScanner(os.Stdin), "go") {
+		fmt.Println("child: no go")
+		return
+	}
+	failures := newUserLogins(s, "child", sharedFileLogins/2, sharedFileWorkers)
+	if len(failures) == 0 {
+		fmt.Println("child: 0 failures")
+		return
+	}
+	fmt.Printf("child: %d failures; first: %v\n", len(failures), failures[0])
+}
+
+// scanTo reads lines until one is want, and reports whether it came.
+func scanTo(sc *bufio.Scanner, want string) bool {
+	for sc.Scan() {
+		if sc.Text() == want {
+			return true
+		}
+	}
+	return false
 }
