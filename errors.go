@@ -119,6 +119,7 @@ const (
 // (stable_token, getuserphonenumber, checksession).
 const (
 	ErrCodeInvalidAccessToken   = 40001 // the access token is invalid or was replaced; mpauthx refreshes it
+	ErrCodeInvalidOpenID        = 40003 // the openid is unknown, or (getuserphonenumber) not the phone code's user
 	ErrCodeMalformedAccessToken = 40014 // the access token is not one; mpauthx refreshes it
 	ErrCodeAccessTokenExpired   = 42001 // the access token has expired; mpauthx refreshes it
 	ErrCodeDailyQuota           = 45009 // the API's daily quota is used up (such as 20 forced refreshes)
@@ -146,6 +147,8 @@ func weChatErrText(code int) string {
 		return "invalid access token"
 	case ErrCodeAccessTokenExpired:
 		return "access token expired"
+	case ErrCodeInvalidOpenID:
+		return "invalid openid"
 	case ErrCodeDailyQuota:
 		return "daily quota used up"
 	case ErrCodeSessionKeyInvalid:
