@@ -166,11 +166,15 @@ func validPhoneField(s string, plus bool) bool {
 // missing, and returns the user's token, shared as in Authorize. The
 // user ID is the same whichever login the user used first. On failure
 // the Result is ErrorResult(err), ready to be sent.
+//
+// An empty code is StatusRequiredParamsMissing whose message names the
+// field as the mini program sends it (see the README's handler): "code is
+// required" for loginCode, "phoneCode is required" for phoneCode.
 func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
-	if err := required("loginCode", loginCode, "phoneCode", phoneCode); err != nil {
+	if err := required("code", loginCode, "phoneCode", phoneCode); err != nil {
 		return c.fail(ctx, err)
 	}
 	s, err := c.exchange(ctx, loginCode)
