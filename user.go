@@ -18,20 +18,24 @@ import "context"
 // row and what the application keeps under its ID stay behind. See
 // docs/operations.md ("SQL") for how to avoid it.
 type User struct {
-	ID      string // the token's user ID (see ExtractOpenID)
-	OpenID  string // this mini program's openid; "" for a row no login has touched since New added the column
-	UnionID string // "" when unknown
-	Phone   string // the PurePhoneNumber of the last phone-number login, "" when unknown
+	ID      string `json:"id"`                // the token's user ID (see ExtractOpenID)
+	OpenID  string `json:"openId"`            // this mini program's openid; "" for a row no login has touched since New added the column
+	UnionID string `json:"unionId,omitempty"` // "" when unknown
+	Phone   string `json:"phone,omitempty"`   // the PurePhoneNumber of the last phone-number login, "" when unknown
 
 	// The profile of the last Authorize (WeChat no longer hands out real
 	// profiles: these are empty or placeholders for most users).
-	NickName, City, Province, Country, Language string
-	Gender                                      int
+	NickName string `json:"nickName"`
+	City     string `json:"city"`
+	Province string `json:"province"`
+	Country  string `json:"country"`
+	Language string `json:"language"`
+	Gender   int    `json:"gender"` // 0 unknown, 1 male, 2 female
 
 	// Identities lists every app the user has logged in through, one
 	// Identity per (Platform, AppID, OpenID). The slice makes User not
 	// comparable with ==.
-	Identities []Identity
+	Identities []Identity `json:"identities,omitempty"`
 }
 
 // User returns the stored user with the exact ID userID: StatusUserNotExist
