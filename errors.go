@@ -92,8 +92,13 @@ func ErrorResult(err error) Result {
 }
 
 // WeChatError is an errcode returned by WeChat's API, inside an HTTP 200.
-// The Client returns it wrapped in an *Error with code
-// StatusSessionKeyRequestError; find it with errors.As.
+// The Client returns it wrapped in the *Error of the call that failed:
+// StatusSessionKeyRequestError (6008) for code2session and checksession,
+// StatusAccessTokenError (6012) for stable_token, StatusPhoneNumberError
+// (6013) for getuserphonenumber. The other platforms' login and phone
+// APIs report their own error codes inside the same status codes (6008
+// for a login, 6013 for a phone number). Find it with errors.As, whatever
+// the outer code; Code gives the outer one.
 type WeChatError struct {
 	ErrCode int    // WeChat's errcode, such as ErrCodeCodeUsed
 	ErrMsg  string // WeChat's errmsg, with the app secret removed
