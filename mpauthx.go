@@ -11,10 +11,10 @@
 // Request handlers check tokens with Client.IsTokenValid or
 // Client.Middleware.
 //
-// AuthorizePhone, PhoneNumber and PhoneNumberOf use the app's access token, which
-// Client.AccessToken also hands out for WeChat's other server APIs: one per
-// app, shared by every instance through Redis and renewed by one instance
-// at a time. Every login keeps the user's session key, sealed, for
+// AuthorizePhone, PhoneNumber and PhoneNumberOf use the app's access
+// token, which Client.AccessToken also hands out for WeChat's other server
+// APIs: one per app, shared by every instance through Redis and renewed by
+// one instance at a time. Every login keeps the user's session key, sealed, for
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
