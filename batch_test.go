@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,4 +441,42 @@ func scanTo(sc *bufio.Scanner, want string) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkNewUserLoginsSharedFile measures new-user logins (the batch's
+// read, then its write) on one SQLite file through one store, and through
+// two stores (two *sql.DB, as two processes) taking turns: the second
+// pays for batches that find the other store's commit and run again
+// holding the write lock.
+func BenchmarkNewUserLoginsSharedFile(b *testing.B) {
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("stores=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "shared.db")
+			stores := make([]*store, n)
+			for i := range stores {
+				db, err := OpenSQLite(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				if stores[i], err = newStore(context.Background(), db); err != nil {
+					b.Fatal(err)
+				}
+				defer stores[i].close()
+			}
+			var next atomic.Int64
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1)
+					openID := fmt.Sprint("o-", i)
+					if _, err := stores[i%int64(n)].login(context.Background(), Identity{Platform: WeChatMiniProgram, OpenID: openID}, nil, ""); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
