@@ -11,10 +11,10 @@
 // Request handlers check tokens with Client.IsTokenValid or
 // Client.Middleware.
 //
-// AuthorizePhone, and PhoneNumber, use the app's access token, which
-// Client.AccessToken also hands out for WeChat's other server APIs: one per
-// app, shared by every instance through Redis and renewed by one instance
-// at a time. Every login keeps the user's session key, sealed, for
+// AuthorizePhone, PhoneNumber and PhoneNumberOf use the app's access
+// token, which Client.AccessToken also hands out for WeChat's other server
+// APIs: one per app, shared by every instance through Redis and renewed by
+// one instance at a time. Every login keeps the user's session key, sealed, for
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
@@ -34,6 +34,11 @@
 //
 // A Client is safe for concurrent use: create one with New and share it.
 // Package mpauthxtest is a fake WeChat for tests.
+//
+// Runnable examples (a whole login handler, the phone login, failures)
+// are in the repository's example_test.go and example_phone_test.go and
+// on https://pkg.go.dev/github.com/seeda8e74ca0/mpauthx#pkg-examples;
+// go doc does not print them.
 //
 // The repository's docs directory has the long-form pages: operations.md
 // (storage layout, Redis ACLs, several instances, failure behaviour),

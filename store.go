@@ -445,6 +445,14 @@ func (s *store) user(ctx context.Context, userID string) (u User, found bool, er
 // and keep your own tables on another *sql.DB. The caller owns the
 // returned *sql.DB and closes it.
 //
+// Several processes (or *sql.DB) may share the file. Transactions begin
+// deferred, so that logins that only read never wait for another's write
+// lock; a login batch whose write finds that another connection committed
+// since it read runs again holding the write lock from the start, as
+// BEGIN IMMEDIATE does, so it fails with "database is locked" (6000) only
+// when the lock stays taken longer than the busy timeout. The same holds
+// for a *sql.DB of your own passed as Config.DB.
+//
 // SQLite needs cgo: in a build with CGO_ENABLED=0, OpenSQLite returns an
 // error saying so (the rest of the package works, with PostgreSQL).
 func OpenSQLite(path string) (*sql.DB, error) {

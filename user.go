@@ -6,24 +6,36 @@ import "context"
 //
 // One WeChat user has one user ID, whichever flow they log in with
 // (Authorize, AuthorizeCode, AuthorizePhone) and in whichever order: the
-// table records the user's openid and unionid, and a user's ID never
-// changes once their row exists. A new user's ID is the unionid when WeChat
-// gives one at that first login, else the openid.
+// table records the user's openid and unionid, and the row a login finds
+// keeps its ID. A new user's ID is the unionid when WeChat gives one at
+// that first login, else the openid.
+//
+// One case splits a user, since no login can tell: a row of the Node.js
+// original whose ID is the unionid records no openid, so if that user's
+// first login through mpauthx brings no unionid (code2session gave none
+// and, for Authorize, neither did the decrypted profile), it adds a row
+// whose ID is the openid, and every later login finds that one. The old
+// row and what the application keeps under its ID stay behind. See
+// docs/operations.md ("SQL") for how to avoid it.
 type User struct {
-	ID      string // the token's user ID (see ExtractOpenID)
-	OpenID  string // this mini program's openid; "" for a row no login has touched since New added the column
-	UnionID string // "" when unknown
-	Phone   string // the PurePhoneNumber of the last phone-number login, "" when unknown
+	ID      string `json:"id"`                // the token's user ID (see ExtractOpenID)
+	OpenID  string `json:"openId"`            // this mini program's openid; "" for a row no login has touched since New added the column
+	UnionID string `json:"unionId,omitempty"` // "" when unknown
+	Phone   string `json:"phone,omitempty"`   // the PurePhoneNumber of the last phone-number login, "" when unknown
 
 	// The profile of the last Authorize (WeChat no longer hands out real
 	// profiles: these are empty or placeholders for most users).
-	NickName, City, Province, Country, Language string
-	Gender                                      int
+	NickName string `json:"nickName"`
+	City     string `json:"city"`
+	Province string `json:"province"`
+	Country  string `json:"country"`
+	Language string `json:"language"`
+	Gender   int    `json:"gender"` // 0 unknown, 1 male, 2 female
 
 	// Identities lists every app the user has logged in through, one
 	// Identity per (Platform, AppID, OpenID). The slice makes User not
 	// comparable with ==.
-	Identities []Identity
+	Identities []Identity `json:"identities,omitempty"`
 }
 
 // User returns the stored user with the exact ID userID: StatusUserNotExist

@@ -141,23 +141,27 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/seeda8e74ca0/mpauthx"
 )
 
 // Code2SessionPath is the path the Server answers code2session on,
 // relative to Server.URL.
 const Code2SessionPath = "/sns/jscode2session"
 
-// Error codes the Server answers with on its own. Any other code can be
-// sent with a Fault.
+// Error codes the Server answers code2session with on its own. Any other
+// code can be sent with a Fault. Those that mpauthx also names are the
+// same constants (mpauthx.ErrCodeInvalidCode is ErrCodeInvalidCode), so a
+// test may use either package's; the others are mpauthxtest's alone.
 const (
-	ErrCodeSystemError      = -1    // "system error"
-	ErrCodeInvalidGrantType = 40002 // grant_type is not "authorization_code"
-	ErrCodeInvalidAppID     = 40013 // appid is not Server.AppID
-	ErrCodeInvalidCode      = 40029 // js_code is unknown
-	ErrCodeInvalidSecret    = 40125 // secret is not Server.AppSecret
-	ErrCodeCodeUsed         = 40163 // js_code was already exchanged
-	ErrCodeMissingCode      = 41008 // js_code is missing
-	ErrCodeRateLimited      = 45011 // "api minute-quota reach limit"
+	ErrCodeSystemError      = mpauthx.ErrCodeBusy          // "system error"; mpauthx retries it
+	ErrCodeInvalidGrantType = 40002                        // grant_type is not "authorization_code"
+	ErrCodeInvalidAppID     = mpauthx.ErrCodeInvalidAppID  // appid is not Server.AppID
+	ErrCodeInvalidCode      = mpauthx.ErrCodeInvalidCode   // js_code is unknown
+	ErrCodeInvalidSecret    = mpauthx.ErrCodeInvalidSecret // secret is not Server.AppSecret
+	ErrCodeCodeUsed         = mpauthx.ErrCodeCodeUsed      // js_code was already exchanged
+	ErrCodeMissingCode      = 41008                        // js_code is missing
+	ErrCodeRateLimited      = mpauthx.ErrCodeRateLimited   // "api minute-quota reach limit"
 )
 
 // errMsgs holds realistic messages for the known error codes. The server
