@@ -26,7 +26,10 @@ import (
 //	mpauthx:{app:<appid>}:force_count:<date>   forced refreshes on that day (Beijing time)
 //
 // and kept in process in an atomic pointer, so that AccessToken costs no
-// round trip until the token is due for renewal.
+// round trip until the token is due for renewal. A Douyin mini program's
+// client_token (clienttoken.go) is shared the same way, under the same
+// keys: the machinery below takes each platform's fetch from its
+// tokenSource.
 //
 // Every write of the shared token compares: it replaces only the value
 // the writer read when it took the lock, so that a writer that stalled
@@ -64,7 +67,8 @@ const (
 	// refresh looks at Redis.
 	accessTokenPoll = 50 * time.Millisecond
 	// forceSpacing and forceDailyLimit are WeChat's limits on
-	// stable_token's force_refresh, enforced in Redis for all instances.
+	// stable_token's force_refresh, enforced in Redis for all instances;
+	// Douyin's renewals after a rejection keep them too.
 	forceSpacing    = 30 * time.Second
 	forceDailyLimit = 20
 	// forceCountTTL keeps a day's count of forced refreshes.
@@ -76,6 +80,39 @@ const (
 
 // beijing is WeChat's time zone, in which its daily quotas reset.
 var beijing = time.FixedZone("UTC+8", 8*60*60)
+
+// tokenSource is where a platform hands out the app's access token.
+type tokenSource struct {
+	platform string // who hands it out and rejects it, in errors: "WeChat", "Douyin"
+	name     string // the endpoint, in errors
+	// current is set when a plain fetch hands out the token valid now
+	// (WeChat's stable_token in normal mode): a rejected token is then
+	// renewed by a plain fetch first. Unset, every fetch makes a new
+	// token (Douyin's client_token, whose previous token stays valid for
+	// 5 minutes), and force means nothing.
+	current bool
+	// fetch makes one request; every failure is a StatusAccessTokenError
+	// *Error wrapping the cause.
+	fetch func(c *Client, ctx context.Context, force bool) (*accessToken, error)
+}
+
+// The platforms' access tokens.
+var (
+	stableTokenSource = &tokenSource{platform: "WeChat", name: "stable_token", current: true, fetch: (*Client).fetchStableToken}
+	clientTokenSource = &tokenSource{platform: "Douyin", name: "client_token", fetch: (*Client).fetchClientToken}
+)
+
+// tokenSource is where c's access token comes from; nil on a platform
+// without one.
+func (c *Client) tokenSource() *tokenSource {
+	switch c.platform {
+	case WeChatMiniProgram, WeChatOfficialAccount:
+		return stableTokenSource
+	case DouyinMiniProgram:
+		return clientTokenSource
+	}
+	return nil
+}
 
 // accessToken is an access token as cached in process; it never changes
 // once published.
@@ -134,7 +171,7 @@ type accessTokens struct {
 
 // tokenFlight is one refresh, shared by the callers that wait for it.
 type tokenFlight struct {
-	rejected string // the token WeChat rejected; "" for a renewal
+	rejected string // the token the platform rejected; "" for a renewal
 	done     chan struct{}
 	err      error // set before done is closed
 }
@@ -196,6 +233,14 @@ func (c *Client) forceCountKey(now time.Time) string {
 //
 // Use it for any WeChat server API. When such an API answers errcode
 // 40001, 42001 or 40014, call RenewAccessToken with the rejected token.
+//
+// On a Douyin Client (Config.Platform DouyinMiniProgram) it is the app's
+// client_token from open.douyin.com (on Config.APIBase when that is set),
+// shared and renewed the same way, for the APIs that take an access-token
+// header. Each fetch makes a new client_token, the previous one staying
+// valid for 5 minutes: a rejected one (err_no 28001003 or 28001008) is
+// replaced by one fetch for all instances, with the limits of a forced
+// refresh. On the other platforms it fails with StatusUnsupported.
 func (c *Client) AccessToken(ctx context.Context) (string, error) {
 	if err := c.checkOpen(); err != nil {
 		return "", err
@@ -224,7 +269,9 @@ func (c *Client) AccessToken(ctx context.Context) (string, error) {
 // rejected token cause one renewal. When it fails, every renewal on every
 // instance gets the same error at once for the back-off (see
 // AccessToken), so that an API rejecting every token does not cost a
-// stable_token call per call.
+// stable_token call per call. On a Douyin Client, where every fetch makes
+// a new token, the instance that holds the lock fetches one, within the
+// same limits.
 func (c *Client) RenewAccessToken(ctx context.Context, rejected string) (string, error) {
 	if err := c.checkOpen(); err != nil {
 		return "", err
@@ -245,6 +292,9 @@ func (c *Client) RenewAccessToken(ctx context.Context, rejected string) (string,
 // still-valid token does not wait for a renewal; one without gets the
 // last failure's error while its back-off lasts.
 func (c *Client) accessToken(ctx context.Context, rejected string) (*accessToken, error) {
+	if c.tokenSource() == nil {
+		return nil, errUnsupported(c.platform, "the app's access token")
+	}
 	for attempt := 0; ; attempt++ {
 		now := c.now()
 		t := c.at.cur.Load()
@@ -417,25 +467,35 @@ func (c *Client) refreshAccessToken(ctx context.Context, rejected string) error 
 }
 
 // renewLocked fetches a token other than rejected under the lock, st
-// being what Redis held when it was taken, and shares it. For a rejected
-// token it asks stable_token in normal mode first, which hands out
-// WeChat's current token; only when that is the rejected token again
-// does it force a refresh, decided in forceScript (the rejected token
-// still shared, and WeChat's limits) for all instances.
+// being what Redis held when it was taken, and shares it. Where a plain
+// fetch hands out the current token (WeChat's stable_token in normal
+// mode), a rejected token is renewed by a plain fetch first, which hands
+// out the token WeChat has moved on to, and forced only when that is the
+// rejected token again. Where every fetch makes a new token (Douyin's
+// client_token), a rejected token is renewed by one fetch. Either way the
+// forced fetch is decided in forceScript for all instances: only while
+// Redis still holds the rejected token, 30 s apart and 20 a day.
 func (c *Client) renewLocked(ctx context.Context, rejected string, st sharedState) error {
-	t, err := c.fetchAccessToken(ctx, false)
-	if err != nil {
-		return err
+	src := c.tokenSource()
+	if rejected == "" || src.current {
+		t, err := src.fetch(c, ctx, false)
+		if err != nil {
+			return err
+		}
+		if t.token != rejected {
+			return c.share(ctx, t, st.raw, rejected)
+		}
 	}
-	if t.token != rejected {
-		return c.share(ctx, t, st.raw, rejected)
+	why := src.platform + " rejected the access token"
+	if src.current {
+		why += ", " + src.name + " handed it out again,"
 	}
 	now := c.now()
 	n, err := forceScript.Run(ctx, c.rdb,
 		[]string{c.accessTokenKey(), c.forceSpacingKey(), c.forceCountKey(now)},
 		st.raw, forceSpacing.Milliseconds(), forceDailyLimit, forceCountTTL.Milliseconds()).Int()
 	if err != nil {
-		return tokenError(fmt.Errorf("WeChat rejected the access token, stable_token handed it out again, and Redis, which counts forced refreshes, failed: %w", err))
+		return tokenError(fmt.Errorf("%s and Redis, which counts forced refreshes, failed: %w", why, err))
 	}
 	switch n {
 	case 0:
@@ -445,19 +505,19 @@ func (c *Client) renewLocked(ctx context.Context, rejected string, st sharedStat
 			c.adopt(st.tok)
 			return nil
 		}
-		return tokenError(errors.New("WeChat rejected the access token, stable_token handed it out again, and another instance replaced it with a token this one cannot use"))
+		return tokenError(errors.New(why + " and another instance replaced it with a token this one cannot use"))
 	case 1:
 	default:
-		why := "a forced refresh ran less than 30 s ago"
+		limit := "a forced refresh ran less than 30 s ago"
 		if n == -2 {
-			why = "the daily budget of 20 forced refreshes is used up"
+			limit = "the daily budget of 20 forced refreshes is used up"
 		}
-		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat rejected the access token and a forced refresh is not allowed now",
-			slog.String("reason", why))
-		return tokenError(fmt.Errorf("WeChat rejected the access token and %s", why))
+		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: the access token was rejected and a forced refresh is not allowed now",
+			slog.String("reason", limit))
+		return tokenError(fmt.Errorf("%s and %s", src.platform+" rejected the access token", limit))
 	}
-	t, err = c.fetchAccessToken(ctx, true)
-	if we := (*WeChatError)(nil); errors.As(err, &we) && (we.ErrCode == ErrCodeRateLimited || we.ErrCode == ErrCodeDailyQuota) {
+	t, err := src.fetch(c, ctx, true)
+	if we := (*WeChatError)(nil); src.current && errors.As(err, &we) && (we.ErrCode == ErrCodeRateLimited || we.ErrCode == ErrCodeDailyQuota) {
 		// WeChat's count of forced refreshes is not Redis's (Redis
 		// restarted and forgot one, or another deployment forced one).
 		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat refused a forced refresh of the access token that Redis allowed",
@@ -468,7 +528,7 @@ func (c *Client) renewLocked(ctx context.Context, rejected string, st sharedStat
 		return err
 	}
 	if t.token == rejected {
-		return tokenError(errors.New("WeChat rejected the access token and a forced refresh handed it out again"))
+		return tokenError(errors.New(src.platform + " rejected the access token and a forced refresh handed it out again"))
 	}
 	return c.share(ctx, t, st.raw, rejected)
 }
@@ -513,14 +573,16 @@ func (c *Client) share(ctx context.Context, t *accessToken, expect, rejected str
 
 // refreshUnshared fetches a token for this instance alone after Redis
 // failed with cause. It never forces (the limits are counted in Redis):
-// a rejected token is replaced only if WeChat has moved on. A failure
-// backs off on this instance only.
+// where a plain fetch hands out the current token, a rejected token is
+// replaced only if the platform has moved on. A failure backs off on this
+// instance only.
 func (c *Client) refreshUnshared(ctx context.Context, rejected string, cause error) error {
 	c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: Redis failed; fetching the access token without sharing it",
 		slog.String("error", cause.Error()))
-	t, err := c.fetchAccessToken(ctx, false)
+	src := c.tokenSource()
+	t, err := src.fetch(c, ctx, false)
 	if err == nil && t.token == rejected {
-		err = tokenError(fmt.Errorf("WeChat rejected the access token, and Redis, which counts forced refreshes, failed: %w", cause))
+		err = tokenError(fmt.Errorf("%s rejected the access token, and Redis, which counts forced refreshes, failed: %w", src.platform, cause))
 	}
 	if err != nil {
 		c.recordFailure(err, sharedState{}, false)
@@ -737,9 +799,9 @@ type stableTokenReply struct {
 	ErrMsg      string `json:"errmsg"`
 }
 
-// fetchAccessToken makes one stable_token request. Every failure is a
+// fetchStableToken makes one stable_token request. Every failure is a
 // StatusAccessTokenError *Error wrapping the cause.
-func (c *Client) fetchAccessToken(ctx context.Context, force bool) (*accessToken, error) {
+func (c *Client) fetchStableToken(ctx context.Context, force bool) (*accessToken, error) {
 	body, _ := json.Marshal(stableTokenRequest{GrantType: "client_credential", AppID: c.appID, Secret: c.secret, ForceRefresh: force})
 	start := c.now()
 	reply, err := c.callAPI(ctx, http.MethodPost, c.stableTokenURL, body)

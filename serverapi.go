@@ -32,14 +32,15 @@ func decodeReply(body []byte, name string, v any) error {
 	return nil
 }
 
-// tokenRejected reports whether err is WeChat rejecting the access token.
+// tokenRejected reports whether err is WeChat (or Douyin) rejecting the
+// access token.
 func tokenRejected(err error) bool {
 	var we *WeChatError
 	if !errors.As(err, &we) {
 		return false
 	}
 	switch we.ErrCode {
-	case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken, ErrCodeAccessTokenExpired:
+	case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken, ErrCodeAccessTokenExpired, douyinErrTokenInvalid, douyinErrTokenExpired:
 		return true
 	}
 	return false

@@ -187,8 +187,9 @@ type Server struct {
 	closeOnce sync.Once
 	requests  atomic.Int64
 
-	tokenRequests atomic.Int64 // stable_token requests
-	forced        atomic.Int64 // forced refreshes made
+	tokenRequests       atomic.Int64 // stable_token requests
+	forced              atomic.Int64 // forced refreshes made
+	clientTokenRequests atomic.Int64 // Douyin's client_token requests
 
 	mu     sync.Mutex
 	users  map[string]User       // by OpenID
@@ -202,6 +203,8 @@ type Server struct {
 	forceDay   string                 // the day (Beijing time) forceCount counts
 	forceCount int                    // forced refreshes on forceDay
 	phoneCodes map[string]*phoneState // by phone code
+
+	clientTokens map[string]*clientTokens // Douyin's, by client_key (douyin_token.go)
 }
 
 // codeState is what the server knows about a login code.
@@ -291,6 +294,7 @@ func NewServer(appID, appSecret string) *Server {
 	mux.HandleFunc(StableTokenPath, s.handleStableToken)
 	mux.HandleFunc(PhoneNumberPath, s.handlePhoneNumber)
 	mux.HandleFunc(CheckSessionPath, s.handleCheckSession)
+	mux.HandleFunc(ClientTokenPath, s.handleClientToken)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	})
@@ -427,14 +431,15 @@ func (s *Server) FailNext(n int, f Fault) {
 }
 
 // FailNextAt makes the next n requests to path (Code2SessionPath,
-// StableTokenPath, PhoneNumberPath or CheckSessionPath) get f instead of
+// StableTokenPath, PhoneNumberPath, CheckSessionPath or ClientTokenPath,
+// where an ErrCode is answered in Douyin's shape) get f instead of
 // the normal answer. Calls append to the path's queue: after
 // FailNextAt(p, 1, a) and FailNextAt(p, 2, b) the next three requests to
 // p get a, b and b. It does nothing when n <= 0 and panics for another
 // path, as that is a mistake in the test.
 func (s *Server) FailNextAt(path string, n int, f Fault) {
 	switch path {
-	case Code2SessionPath, StableTokenPath, PhoneNumberPath, CheckSessionPath:
+	case Code2SessionPath, StableTokenPath, PhoneNumberPath, CheckSessionPath, ClientTokenPath:
 	default:
 		panic(fmt.Sprintf("mpauthxtest: FailNextAt: unknown path %q", path))
 	}
