@@ -121,6 +121,34 @@ redis.call('SET', KEYS[3], n + 1, 'PX', ARGV[4])
 return 1
 `)
 
+// shareScript stores the app's access token ARGV[2] in KEYS[1] with a TTL
+// of ARGV[3] ms and deletes the last failure KEYS[2], if KEYS[1] still
+// holds ARGV[1] (what the writer read when it took the lock; "" for
+// none). It returns 1 when it stored the token, 0 when another instance
+// wrote meanwhile: a writer that outlived its lock never puts an older
+// token over a newer one. The keys share the app's hash tag.
+var shareScript = redis.NewScript(`
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+// failScript records a failed refresh of the app's access token, ARGV[2],
+// in KEYS[2] for ARGV[3] ms, if KEYS[1] still holds ARGV[1] (the shared
+// token as the failed refresh read it: a refresh that outlived its lock
+// records nothing over its successor's token). It returns 1 when it
+// recorded the failure. The keys share the app's hash tag.
+var failScript = redis.NewScript(`
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+`)
+
 // unlockScript deletes the lock KEYS[1] if it still holds ARGV[1], the
 // holder's random value: a refresh that outlived its lock leaves the next
 // holder's alone.

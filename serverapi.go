@@ -32,17 +32,18 @@ func decodeReply(body []byte, name string, v any) error {
 	return nil
 }
 
-// tokenRejected reports whether err is WeChat rejecting the access token.
+// tokenRejected reports whether err is WeChat (or Douyin) rejecting the
+// access token.
 func tokenRejected(err error) bool {
 	var we *WeChatError
-	if !errors.As(err, &we) {
-		return false
+	if errors.As(err, &we) {
+		switch we.ErrCode {
+		case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken, ErrCodeAccessTokenExpired, douyinErrTokenInvalid, douyinErrTokenExpired:
+			return true
+		}
 	}
-	switch we.ErrCode {
-	case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken, ErrCodeAccessTokenExpired:
-		return true
-	}
-	return false
+	var de *DouyinError
+	return errors.As(err, &de) && (de.ErrNo == douyinErrTokenInvalid || de.ErrNo == douyinErrTokenExpired)
 }
 
 // withAccessToken calls f with the app's access token. When WeChat

@@ -201,8 +201,9 @@ type Server struct {
 	closeOnce sync.Once
 	requests  atomic.Int64
 
-	tokenRequests atomic.Int64 // stable_token requests
-	forced        atomic.Int64 // forced refreshes made
+	tokenRequests       atomic.Int64 // stable_token requests
+	forced              atomic.Int64 // forced refreshes made
+	clientTokenRequests atomic.Int64 // Douyin's client_token requests
 
 	mu       sync.Mutex
 	apps     map[string]*appState  // by AppID
@@ -219,6 +220,8 @@ type Server struct {
 	forceDay   string                 // the day (Beijing time) forceCount counts
 	forceCount int                    // forced refreshes on forceDay
 	phoneCodes map[string]*phoneState // by phone code
+
+	clientTokens map[string]*clientTokens // Douyin's, by client_key (douyin_token.go)
 }
 
 // codeState is what the server knows about a login code.
