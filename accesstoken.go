@@ -152,6 +152,9 @@ func (c *Client) AccessToken(ctx context.Context) (string, error) {
 	if err := c.checkOpen(); err != nil {
 		return "", err
 	}
+	if err := c.alipayLacks("AccessToken"); err != nil {
+		return "", err
+	}
 	if t := c.at.cur.Load(); t != nil && c.now().Before(t.refreshAt) {
 		return t.token, nil
 	}
@@ -175,6 +178,9 @@ func (c *Client) AccessToken(ctx context.Context) (string, error) {
 // stable_token call per call.
 func (c *Client) RenewAccessToken(ctx context.Context, rejected string) (string, error) {
 	if err := c.checkOpen(); err != nil {
+		return "", err
+	}
+	if err := c.alipayLacks("RenewAccessToken"); err != nil {
 		return "", err
 	}
 	if rejected == "" {

@@ -53,8 +53,10 @@ import (
 // Config configures a Client. AppID, AppSecret, Sku and DB are required;
 // the zero value of every other field means its default.
 type Config struct {
-	// AppID and AppSecret are the mini program's credentials (required).
-	// Read AppSecret from the environment or a secret store.
+	// AppID and AppSecret are the mini program's credentials (required;
+	// an Alipay app has no AppSecret: PrivateKey and AlipayPublicKey
+	// stand for it). Read AppSecret from the environment or a secret
+	// store.
 	AppID     string
 	AppSecret string
 	// Sku names the product the tokens are for (required): at most 256
@@ -84,8 +86,9 @@ type Config struct {
 	// github.com/mattn/go-sqlite3 ("sqlite3") or
 	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
-	// APIBase is WeChat's API server: "" means DefaultAPIBase. Set it to an
-	// mpauthxtest.Server's URL in tests.
+	// APIBase is WeChat's API server: "" means DefaultAPIBase
+	// (DefaultAlipayAPIBase on Alipay). Set it to an mpauthxtest.Server's
+	// URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
 	// DefaultHTTPTimeout timeout that keeps enough idle connections for
@@ -127,10 +130,12 @@ type Config struct {
 	// numbers with it.
 	PrivateKey string
 	// AlipayPublicKey is Alipay's RSA public key (PEM or bare base64),
-	// which verifies every Alipay reply.
+	// which verifies every Alipay reply. An Alipay Client requires it and
+	// PrivateKey, RSA2 keys of 2048 bits or more (docs/alipay.md).
 	AlipayPublicKey string
 	// AESKey is Alipay's base64 content key, which decrypts the response
-	// of my.getPhoneNumber.
+	// of my.getPhoneNumber; an Alipay Client without it fails
+	// PhoneNumber and AuthorizePhone.
 	AESKey string
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person
@@ -205,6 +210,7 @@ type Client struct {
 	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
+	alipay             *alipayApp // Alipay's keys and gateway; nil on other platforms
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -220,7 +226,7 @@ func New(cfg Config) (*Client, error) {
 	switch {
 	case cfg.AppID == "":
 		return nil, errors.New("mpauthx: Config.AppID is required")
-	case cfg.AppSecret == "":
+	case cfg.AppSecret == "" && cfg.Platform != AlipayMiniProgram:
 		return nil, errors.New("mpauthx: Config.AppSecret is required")
 	case cfg.Sku == "":
 		return nil, errors.New("mpauthx: Config.Sku is required")
@@ -247,6 +253,12 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", redactURL(base))
 	}
+	var alipay *alipayApp
+	if cfg.Platform == AlipayMiniProgram {
+		if alipay, err = newAlipayApp(cfg); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
 	defer cancel()
 	st, err := newStore(ctx, cfg.DB)
@@ -272,6 +284,7 @@ func New(cfg Config) (*Client, error) {
 		rdb:             cfg.Redis,
 		store:           st,
 		log:             cfg.Logger,
+		alipay:          alipay,
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -402,19 +415,20 @@ func (c *Client) fail(ctx context.Context, err error) (Result, error) {
 
 // logFailure logs a failure. Errors never hold secrets.
 //
-// A failure that is the caller's (a missing argument, an unknown user, a
-// ctx the caller cancelled) is not logged; an invalid or already used
+// A failure that is the caller's (a missing argument, a call the
+// platform lacks, an unknown user, a ctx the caller cancelled) is not
+// logged; an invalid or already used
 // code (a login button tapped twice) and a user who must log in again
 // (StatusSessionKeyMissing) are logged at Info; the rest, which
 // point at the service, at Warn.
 func (c *Client) logFailure(ctx context.Context, err error) {
 	code := Code(err)
-	if code == StatusRequiredParamsMissing || code == StatusUserNotExist || errors.Is(err, context.Canceled) {
+	if code == StatusRequiredParamsMissing || code == StatusUserNotExist || code == StatusUnsupported || errors.Is(err, context.Canceled) {
 		return
 	}
 	level := slog.LevelWarn
 	var we *WeChatError
-	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
+	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) || alipayCodeRefused(err) {
 		level = slog.LevelInfo
 	}
 	c.log.LogAttrs(ctx, level, "mpauthx: call failed",

@@ -61,6 +61,9 @@ func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, erro
 // phoneNumber exchanges phoneCode, checked by WeChat to be openID's when
 // openID is not empty.
 func (c *Client) phoneNumber(ctx context.Context, phoneCode, openID string) (Phone, error) {
+	if c.platform == AlipayMiniProgram {
+		return c.alipayPhone(phoneCode) // Alipay's response names no user: openID cannot be checked
+	}
 	body, _ := json.Marshal(phoneRequest{Code: phoneCode, OpenID: openID})
 	var p Phone
 	err := c.withAccessToken(ctx, StatusPhoneNumberError, "getuserphonenumber", func(token string) error {

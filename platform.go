@@ -67,6 +67,8 @@ func (c *Client) exchange(ctx context.Context, code string) (session, error) {
 	switch c.platform {
 	case WeChatMiniProgram:
 		return c.code2Session(ctx, code)
+	case AlipayMiniProgram:
+		return c.alipayLogin(ctx, code)
 	}
 	return session{}, errUnsupported(c.platform, "logging in")
 }

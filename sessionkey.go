@@ -140,6 +140,9 @@ func (c *Client) Decrypt(ctx context.Context, userID, encryptedData, iv string) 
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
+	if err := c.alipayLacks("Decrypt"); err != nil {
+		return nil, err
+	}
 	plain, err := c.decrypt(ctx, userID, encryptedData, iv)
 	if err != nil {
 		c.logFailure(ctx, err)
@@ -195,6 +198,9 @@ type checkSessionReply struct {
 // true: a reply without an errcode is such a failure too.
 func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
+		return false, err
+	}
+	if err := c.alipayLacks("CheckSessionKey"); err != nil {
 		return false, err
 	}
 	openID, sk, err := c.loadSessionKey(ctx, userID)
