@@ -152,7 +152,7 @@ func (c *Client) AccessToken(ctx context.Context) (string, error) {
 	if err := c.checkOpen(); err != nil {
 		return "", err
 	}
-	if err := c.alipayLacks("AccessToken"); err != nil {
+	if err := c.supports(callAccessToken); err != nil {
 		return "", err
 	}
 	if t := c.at.cur.Load(); t != nil && c.now().Before(t.refreshAt) {
@@ -180,7 +180,7 @@ func (c *Client) RenewAccessToken(ctx context.Context, rejected string) (string,
 	if err := c.checkOpen(); err != nil {
 		return "", err
 	}
-	if err := c.alipayLacks("RenewAccessToken"); err != nil {
+	if err := c.supports(callAccessToken); err != nil {
 		return "", err
 	}
 	if rejected == "" {

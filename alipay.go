@@ -30,14 +30,8 @@ import (
 // way and decrypted with Config.AESKey. docs/alipay.md has the details and
 // their sources.
 
-// DefaultAlipayAPIBase is Alipay's open API server, used by an Alipay
-// Client whose Config.APIBase is "". Alipay's sandbox is
-// https://openapi-sandbox.dl.alipaydev.com.
-const DefaultAlipayAPIBase = "https://openapi.alipay.com"
-
 // The gateway's names.
 const (
-	alipayGatewayPath = "/gateway.do"
 	alipayTokenMethod = "alipay.system.oauth.token"
 	alipayTokenRoot   = "alipay_system_oauth_token_response" // the method's name, '.' read as '_', + "_response"
 	alipayErrorRoot   = "error_response"
@@ -123,53 +117,20 @@ func newAlipayError(code, msg, subCode, subMsg string, secrets ...string) *Alipa
 	}
 }
 
-// alipayApp is an Alipay Client's keys and gateway.
-type alipayApp struct {
-	key     *rsa.PrivateKey // signs requests
-	pub     *rsa.PublicKey  // Alipay's: verifies replies
-	aesKey  []byte          // decrypts phone responses; nil without Config.AESKey
-	gateway string          // {APIBase}/gateway.do
-}
-
-// newAlipayApp reads the Alipay fields of cfg. Its errors name the field
-// and never quote a key.
-func newAlipayApp(cfg Config) (*alipayApp, error) {
-	if cfg.PrivateKey == "" {
-		return nil, errors.New("mpauthx: Config.PrivateKey is required on Alipay (the app's private key, which signs requests)")
-	}
-	if cfg.AlipayPublicKey == "" {
-		return nil, errors.New("mpauthx: Config.AlipayPublicKey is required on Alipay (Alipay's public key, which verifies its replies)")
-	}
-	key, err := parseRSAPrivateKey(cfg.PrivateKey)
-	if err != nil {
-		return nil, fmt.Errorf("mpauthx: Config.PrivateKey: %w", err)
-	}
-	pub, err := parseRSAPublicKey(cfg.AlipayPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("mpauthx: Config.AlipayPublicKey: %w", err)
-	}
+// checkAlipayKeys checks an Alipay app's keys beyond their syntax: RSA2
+// keys of 2048 bits at least, and Alipay's public key that is not the
+// app's own (the usual mistake, since the console shows both). Its errors
+// name the field and never quote a key.
+func checkAlipayKeys(key *rsa.PrivateKey, pub *rsa.PublicKey) error {
 	switch {
 	case key.N.BitLen() < alipayMinKeyBits:
-		return nil, errors.New("mpauthx: Config.PrivateKey must be an RSA key of at least 2048 bits (RSA2)")
+		return errors.New("mpauthx: Config.PrivateKey must be an RSA key of at least 2048 bits (RSA2)")
 	case pub.N.BitLen() < alipayMinKeyBits:
-		return nil, errors.New("mpauthx: Config.AlipayPublicKey must be an RSA key of at least 2048 bits (RSA2)")
+		return errors.New("mpauthx: Config.AlipayPublicKey must be an RSA key of at least 2048 bits (RSA2)")
 	case key.PublicKey.Equal(pub):
-		return nil, errors.New("mpauthx: Config.AlipayPublicKey is the app's own public key: it must be Alipay's public key (支付宝公钥), shown in the console beside the app's")
+		return errors.New("mpauthx: Config.AlipayPublicKey is the app's own public key: it must be Alipay's public key (支付宝公钥), shown in the console beside the app's")
 	}
-	a := &alipayApp{key: key, pub: pub}
-	if cfg.AESKey != "" {
-		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cfg.AESKey))
-		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
-			return nil, errors.New("mpauthx: Config.AESKey must be the base64 of a 16-, 24- or 32-byte AES key, as Alipay's console shows it")
-		}
-		a.aesKey = k
-	}
-	base := cfg.APIBase
-	if base == "" {
-		base = DefaultAlipayAPIBase
-	}
-	a.gateway = strings.TrimRight(base, "/") + alipayGatewayPath
-	return a, nil
+	return nil
 }
 
 // alipayTokenParams are the parameters of alipay.system.oauth.token for
@@ -543,7 +504,7 @@ func (c *Client) alipayLogin(ctx context.Context, code string) (session, error) 
 	body, err := c.alipayPost(ctx, code)
 	if err == nil {
 		var u alipayUser
-		if u, err = parseAlipayTokenReply(body, c.alipay.pub, code); err == nil {
+		if u, err = parseAlipayTokenReply(body, c.alipayKey, code); err == nil {
 			return session{openID: u.id}, nil
 		}
 	}
@@ -555,9 +516,9 @@ func (c *Client) alipayLogin(ctx context.Context, code string) (session, error) 
 // are *Errors with the HTTP status codes (6002, 6005, 6006), never
 // holding the code.
 func (c *Client) alipayPost(ctx context.Context, code string) ([]byte, error) {
-	a := c.alipay
+	gateway := c.alipayURL
 	params := alipayTokenParams(c.appID, code, c.now())
-	sign, err := alipaySign(a.key, []byte(alipaySignContent(params)))
+	sign, err := alipaySign(c.privateKey, []byte(alipaySignContent(params)))
 	if err != nil {
 		return nil, newError(StatusHTTPRequestError, "cannot sign the request", nil)
 	}
@@ -567,14 +528,14 @@ func (c *Client) alipayPost(ctx context.Context, code string) ([]byte, error) {
 	}
 	form.Set("sign", sign)
 	hide := []string{code}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.gateway, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gateway, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, newError(StatusHTTPRequestError, "cannot build the request", c.redactAPI(err, a.gateway, hide))
+		return nil, newError(StatusHTTPRequestError, "cannot build the request", c.redactAPI(err, gateway, hide))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=utf-8")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, a.gateway, hide))
+		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, gateway, hide))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -583,7 +544,7 @@ func (c *Client) alipayPost(ctx context.Context, code string) ([]byte, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {
-		return nil, newError(StatusHTTPResponseError, "reading the reply failed", c.redactAPI(err, a.gateway, hide))
+		return nil, newError(StatusHTTPResponseError, "reading the reply failed", c.redactAPI(err, gateway, hide))
 	}
 	if len(body) > maxBodyBytes {
 		return nil, newError(StatusHTTPResponseError, "reply exceeds 1 MiB", nil)
@@ -595,10 +556,10 @@ func (c *Client) alipayPost(ctx context.Context, code string) ([]byte, error) {
 // PhoneNumber and AuthorizePhone: failures are StatusPhoneNumberError
 // wrapping the cause.
 func (c *Client) alipayPhone(response string) (Phone, error) {
-	if c.alipay.aesKey == nil {
+	if c.aesKey == nil {
 		return Phone{}, newError(StatusPhoneNumberError, "Config.AESKey is not set: it decrypts my.getPhoneNumber", nil)
 	}
-	mobile, err := parseAlipayPhone(response, c.alipay.pub, c.alipay.aesKey)
+	mobile, err := parseAlipayPhone(response, c.alipayKey, c.aesKey)
 	if err != nil {
 		return Phone{}, alipayAPIError(StatusPhoneNumberError, alipayPhoneCall, err)
 	}
@@ -626,13 +587,4 @@ func alipayAPIError(code StatusCode, name string, cause error) *Error {
 func alipayCodeRefused(err error) bool {
 	var ae *AlipayError
 	return errors.As(err, &ae) && ae.SubCode == "isv.code-invalid"
-}
-
-// alipayLacks is the StatusUnsupported error of a call that an Alipay
-// Client does not have (what names it), or nil on other platforms.
-func (c *Client) alipayLacks(what string) error {
-	if c.platform == AlipayMiniProgram {
-		return errUnsupported(c.platform, what)
-	}
-	return nil
 }

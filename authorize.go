@@ -34,7 +34,7 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
-	if err := c.alipayLacks("Authorize with encryptedData"); err != nil {
+	if err := c.supports(callAuthorize); err != nil {
 		return c.fail(ctx, err)
 	}
 	if err := required("code", code, "encryptedData", encryptedData, "iv", iv); err != nil {

@@ -53,10 +53,9 @@ import (
 // Config configures a Client. AppID, AppSecret, Sku and DB are required;
 // the zero value of every other field means its default.
 type Config struct {
-	// AppID and AppSecret are the mini program's credentials (required;
-	// an Alipay app has no AppSecret: PrivateKey and AlipayPublicKey
-	// stand for it). Read AppSecret from the environment or a secret
-	// store.
+	// AppID and AppSecret are the app's credentials (required; Alipay
+	// apps have no AppSecret and sign with PrivateKey instead). Read
+	// AppSecret from the environment or a secret store.
 	AppID     string
 	AppSecret string
 	// Sku names the product the tokens are for (required): at most 256
@@ -86,9 +85,11 @@ type Config struct {
 	// github.com/mattn/go-sqlite3 ("sqlite3") or
 	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
-	// APIBase is WeChat's API server: "" means DefaultAPIBase
-	// (DefaultAlipayAPIBase on Alipay). Set it to an mpauthxtest.Server's
-	// URL in tests.
+	// APIBase is the platform's API server: "" means the platform's own
+	// (DefaultAPIBase for WeChat, DefaultQQAPIBase, DefaultDouyinAPIBase
+	// and DefaultDouyinOpenAPIBase, DefaultAlipayAPIBase). When set, every
+	// endpoint of the platform is under it, AuthURL's page included: set
+	// it to an mpauthxtest.Server's URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
 	// DefaultHTTPTimeout timeout that keeps enough idle connections for
@@ -135,7 +136,7 @@ type Config struct {
 	AlipayPublicKey string
 	// AESKey is Alipay's base64 content key, which decrypts the response
 	// of my.getPhoneNumber; an Alipay Client without it fails
-	// PhoneNumber and AuthorizePhone.
+	// PhoneNumber and AuthorizePhone with StatusPhoneNumberError.
 	AESKey string
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person
@@ -210,7 +211,7 @@ type Client struct {
 	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
-	alipay             *alipayApp // Alipay's keys and gateway; nil on other platforms
+	platformConfig     // the endpoints and keys of the other platforms
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -226,8 +227,6 @@ func New(cfg Config) (*Client, error) {
 	switch {
 	case cfg.AppID == "":
 		return nil, errors.New("mpauthx: Config.AppID is required")
-	case cfg.AppSecret == "" && cfg.Platform != AlipayMiniProgram:
-		return nil, errors.New("mpauthx: Config.AppSecret is required")
 	case cfg.Sku == "":
 		return nil, errors.New("mpauthx: Config.Sku is required")
 	case !validUserID(cfg.Sku):
@@ -245,19 +244,20 @@ func New(cfg Config) (*Client, error) {
 	case !cfg.Platform.known():
 		return nil, fmt.Errorf("mpauthx: Config.Platform %q is not one of the platforms", cfg.Platform)
 	}
+	if err := checkPlatform(&cfg); err != nil {
+		return nil, err
+	}
 	base := cfg.APIBase
 	if base == "" {
-		base = DefaultAPIBase
+		base = defaultAPIBase(cfg.Platform)
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", redactURL(base))
 	}
-	var alipay *alipayApp
-	if cfg.Platform == AlipayMiniProgram {
-		if alipay, err = newAlipayApp(cfg); err != nil {
-			return nil, err
-		}
+	pc, err := newPlatformConfig(&cfg, strings.TrimRight(base, "/"), cfg.APIBase != "")
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
 	defer cancel()
@@ -284,7 +284,7 @@ func New(cfg Config) (*Client, error) {
 		rdb:             cfg.Redis,
 		store:           st,
 		log:             cfg.Logger,
-		alipay:          alipay,
+		platformConfig:  pc,
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -415,20 +415,18 @@ func (c *Client) fail(ctx context.Context, err error) (Result, error) {
 
 // logFailure logs a failure. Errors never hold secrets.
 //
-// A failure that is the caller's (a missing argument, a call the
-// platform lacks, an unknown user, a ctx the caller cancelled) is not
-// logged; an invalid or already used
+// A failure that is the caller's (a missing argument, an unknown user, a
+// ctx the caller cancelled) is not logged; an invalid or already used
 // code (a login button tapped twice) and a user who must log in again
 // (StatusSessionKeyMissing) are logged at Info; the rest, which
 // point at the service, at Warn.
 func (c *Client) logFailure(ctx context.Context, err error) {
 	code := Code(err)
-	if code == StatusRequiredParamsMissing || code == StatusUserNotExist || code == StatusUnsupported || errors.Is(err, context.Canceled) {
+	if code == StatusRequiredParamsMissing || code == StatusUserNotExist || errors.Is(err, context.Canceled) {
 		return
 	}
 	level := slog.LevelWarn
-	var we *WeChatError
-	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) || alipayCodeRefused(err) {
+	if code == StatusSessionKeyMissing || codeRejected(err) {
 		level = slog.LevelInfo
 	}
 	c.log.LogAttrs(ctx, level, "mpauthx: call failed",

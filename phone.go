@@ -47,10 +47,14 @@ func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, erro
 	if err := c.checkOpen(); err != nil {
 		return Phone{}, err
 	}
+	if err := c.supports(callPhone); err != nil {
+		c.logFailure(ctx, err)
+		return Phone{}, err
+	}
 	if err := required("phoneCode", phoneCode); err != nil {
 		return Phone{}, err
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, "")
+	p, err := c.phone(ctx, phoneCode, "")
 	if err != nil {
 		c.logFailure(ctx, err)
 		return Phone{}, err
@@ -61,9 +65,6 @@ func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, erro
 // phoneNumber exchanges phoneCode, checked by WeChat to be openID's when
 // openID is not empty.
 func (c *Client) phoneNumber(ctx context.Context, phoneCode, openID string) (Phone, error) {
-	if c.platform == AlipayMiniProgram {
-		return c.alipayPhone(phoneCode) // Alipay's response names no user: openID cannot be checked
-	}
 	body, _ := json.Marshal(phoneRequest{Code: phoneCode, OpenID: openID})
 	var p Phone
 	err := c.withAccessToken(ctx, StatusPhoneNumberError, "getuserphonenumber", func(token string) error {
@@ -138,6 +139,9 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
+	if err := c.supports(callPhone); err != nil {
+		return c.fail(ctx, err)
+	}
 	if err := required("loginCode", loginCode, "phoneCode", phoneCode); err != nil {
 		return c.fail(ctx, err)
 	}
@@ -145,7 +149,7 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, s.openID)
+	p, err := c.phone(ctx, phoneCode, s.openID)
 	if err != nil {
 		return c.fail(ctx, err)
 	}

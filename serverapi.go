@@ -73,6 +73,12 @@ func (c *Client) withAccessToken(ctx context.Context, code StatusCode, name stri
 // app secret nor the request's own secrets in hide (the access token, a
 // phone code) appear in them, even when the transport quotes the request.
 func (c *Client) callAPI(ctx context.Context, method, u string, body []byte, hide ...string) ([]byte, error) {
+	return c.callAPIHeader(ctx, method, u, nil, body, hide...)
+}
+
+// callAPIHeader is callAPI with header added to the request (such as
+// Douyin's access-token); header's values are hidden like hide's.
+func (c *Client) callAPIHeader(ctx context.Context, method, u string, header http.Header, body []byte, hide ...string) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -84,6 +90,12 @@ func (c *Client) callAPI(ctx context.Context, method, u string, body []byte, hid
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+			hide = append(hide[:len(hide):len(hide)], v)
+		}
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, u, hide))
@@ -91,7 +103,7 @@ func (c *Client) callAPI(ctx context.Context, method, u string, body []byte, hid
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // let the connection be reused
-		return nil, newError(StatusHTTPError, fmt.Sprintf("WeChat answered HTTP %d", resp.StatusCode), nil)
+		return nil, newError(StatusHTTPError, fmt.Sprintf("%s answered HTTP %d", c.platformName(), resp.StatusCode), nil)
 	}
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {

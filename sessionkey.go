@@ -140,7 +140,8 @@ func (c *Client) Decrypt(ctx context.Context, userID, encryptedData, iv string) 
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
-	if err := c.alipayLacks("Decrypt"); err != nil {
+	if err := c.supports(callDecrypt); err != nil {
+		c.logFailure(ctx, err)
 		return nil, err
 	}
 	plain, err := c.decrypt(ctx, userID, encryptedData, iv)
@@ -200,7 +201,8 @@ func (c *Client) CheckSessionKey(ctx context.Context, userID string) (bool, erro
 	if err := c.checkOpen(); err != nil {
 		return false, err
 	}
-	if err := c.alipayLacks("CheckSessionKey"); err != nil {
+	if err := c.supports(callCheckSessionKey); err != nil {
+		c.logFailure(ctx, err)
 		return false, err
 	}
 	openID, sk, err := c.loadSessionKey(ctx, userID)

@@ -180,15 +180,12 @@ func (s *Server) handleStableToken(w http.ResponseWriter, r *http.Request) {
 	if !s.start(w, r, StableTokenPath, true, false) || !readJSON(w, r, &req) {
 		return
 	}
-	switch {
-	case req.GrantType != "client_credential":
+	if req.GrantType != "client_credential" {
 		writeErr(w, ErrCodeInvalidGrantType)
 		return
-	case req.AppID != s.AppID:
-		writeErr(w, ErrCodeInvalidAppID)
-		return
-	case req.Secret != s.AppSecret:
-		writeErr(w, ErrCodeInvalidSecret)
+	}
+	if _, code := s.credentials(req.AppID, req.Secret, platformWeChat, platformOA); code != 0 {
+		writeErr(w, code)
 		return
 	}
 	tok, code := s.stableToken(req.ForceRefresh)
@@ -318,7 +315,7 @@ func (s *Server) exchangePhone(code, openID string) (phoneInfo, int) {
 		full = "+" + cc + u.Phone
 	}
 	return phoneInfo{PhoneNumber: full, PurePhoneNumber: u.Phone, CountryCode: cc,
-		Watermark: watermark{Timestamp: now.Unix(), AppID: s.AppID}}, 0
+		Watermark: watermark{Timestamp: now.Unix(), AppID: s.appOf(u).AppID}}, 0
 }
 
 func (s *Server) handleCheckSession(w http.ResponseWriter, r *http.Request) {
