@@ -43,6 +43,13 @@ const maxPhoneLen = 32
 // for an errcode, such as 40029 for an invalid or used code), also when
 // the reply's watermark names another app; StatusAccessTokenError when no
 // access token can be had. Use AuthorizePhone to log the user in with it.
+//
+// On Alipay, phoneCode is the whole res.response string of
+// my.getPhoneNumber: it is verified with Config.AlipayPublicKey and
+// decrypted with Config.AESKey, without a call to Alipay; a refused
+// signature wraps ErrAlipaySignature, an error inside the response is an
+// *AlipayError, and CountryCode is "" (Alipay gives none). See
+// docs/alipay.md.
 func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, error) {
 	if err := c.checkOpen(); err != nil {
 		return Phone{}, err
@@ -135,6 +142,11 @@ func validPhoneField(s string, plus bool) bool {
 // missing, and returns the user's token, shared as in Authorize. The
 // user ID is the same whichever login the user used first. On failure
 // the Result is ErrorResult(err), ready to be sent.
+//
+// On Alipay, loginCode is my.getAuthCode's auth code and phoneCode the
+// response of my.getPhoneNumber, as for PhoneNumber. Alipay's response
+// names no user, so nothing checks that the number is the logged-in
+// user's: docs/alipay.md says what that means for LinkByPhone.
 func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
