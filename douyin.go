@@ -180,6 +180,13 @@ func douyinDecryptPhone(key *rsa.PrivateKey, ct []byte) (Phone, string, error) {
 	if err != nil {
 		return Phone{}, "", newError(StatusPhoneNumberError, "cannot decrypt the phone number", errPhoneData)
 	}
+	return parseDouyinPhonePlain(plain)
+}
+
+// parseDouyinPhonePlain parses the decrypted phone data and returns the
+// phone and the watermark's appid; every failure is a
+// StatusPhoneNumberError.
+func parseDouyinPhonePlain(plain []byte) (Phone, string, error) {
 	var d douyinPhonePlain
 	if err := json.Unmarshal(plain, &d); err != nil {
 		return Phone{}, "", newError(StatusPhoneNumberError, "cannot decrypt the phone number", errPhoneData)

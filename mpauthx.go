@@ -18,6 +18,13 @@
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
+// Config.Platform makes a Client serve another kind of app: a WeChat
+// official account or website (AuthURL, then AuthorizeCode with the OAuth
+// callback's code), or a QQ, Douyin or Alipay mini program. Clients that
+// share a DB, a Redis and a Sku share users and tokens, so one person is
+// one user whichever app they come through; docs/platforms.md lists which
+// calls each platform has and what its Config needs.
+//
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
 // StatusSessionKeyRequestError, …) or one added for the phone login;
@@ -150,15 +157,16 @@ type Config struct {
 }
 
 // String returns the Config without its secrets: AppSecret reads
-// REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
-// and the password of APIBase's userinfo is masked.
+// REDACTED; RedisPassword, PrivateKey, AESKey, DataKeys, Redis, DB,
+// HTTPClient and Logger are left out, and the password of APIBase's
+// userinfo is masked.
 //
 // fmt uses String (and GoString for %#v) when it prints a Config or
 // *Config, also one held in an exported field, a slice or a map; slog uses
 // LogValue when a Config or *Config is an attribute's value. Neither can
 // call methods on an unexported field: a struct of yours that keeps a
-// Config in an unexported field prints AppSecret and RedisPassword in
-// clear with %v or %+v, and so does slog. encoding/json uses none of these
+// Config in an unexported field prints AppSecret, RedisPassword,
+// PrivateKey and AESKey in clear with %v or %+v, and so does slog. encoding/json uses none of these
 // methods: json.Marshal of a Config, or of a struct holding one (as slog's
 // JSONHandler does with a struct attribute), includes the secrets. Do not
 // print or log such structs, or give them a String (and LogValue) method

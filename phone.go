@@ -137,7 +137,8 @@ func validPhoneField(s string, plus bool) bool {
 // <button open-type="getPhoneNumber">, sent together by the mini program.
 // AuthorizePhone exchanges loginCode with code2session (failures are
 // StatusSessionKeyRequestError), then phoneCode for the user's phone
-// number, which WeChat checks is this user's (StatusPhoneNumberError),
+// number, which WeChat checks is this user's (StatusPhoneNumberError;
+// Douyin's API has no such check, see docs/platforms.md),
 // records it (PurePhoneNumber) on the user's row, adding the row if
 // missing, and returns the user's token, shared as in Authorize. The
 // user ID is the same whichever login the user used first. On failure

@@ -148,10 +148,13 @@ func apiError(code StatusCode, name string, cause error) *Error {
 		msg += ": " + name
 	}
 	var we *WeChatError
+	var de *DouyinError
 	var e *Error
 	switch {
 	case errors.As(cause, &we):
 		msg = fmt.Sprintf("%s: errcode %d (%s)", msg, we.ErrCode, weChatErrText(we.ErrCode))
+	case errors.As(cause, &de):
+		msg = fmt.Sprintf("%s: Douyin err_no %d", msg, de.ErrNo)
 	case errors.Is(cause, context.DeadlineExceeded):
 		msg += ": timed out"
 	case errors.Is(cause, context.Canceled):

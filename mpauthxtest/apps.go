@@ -153,17 +153,6 @@ func (s *Server) appOf(u User) *appState {
 	return s.apps[u.AppID]
 }
 
-// userApp returns the app of the registered user with openID.
-func (s *Server) userApp(openID string) (App, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u, ok := s.users[openID]
-	if !ok {
-		return App{}, false
-	}
-	return s.appOf(u).App, true
-}
-
 // credentials checks an app's credentials as an endpoint of platforms
 // sees them: 0 when appID is an app of one of platforms and secret its
 // AppSecret, else ErrCodeInvalidAppID or ErrCodeInvalidSecret (WeChat's

@@ -116,6 +116,16 @@
 //		})
 //	}
 //
+// One Server fakes every platform mpauthx serves, for as many apps as a
+// test adds with AddApp: the OAuth login of WeChat official accounts and
+// websites (OAuthAccessTokenPath, and the browser's pages, which
+// AuthCallback stands in for), QQ's code2session (Code2SessionPath, like
+// WeChat's) and Douyin's code2session and phone numbers
+// (DouyinCode2SessionPath, DouyinPhoneNumberPath, the data encrypted to
+// the app's PublicKey). A User belongs to one app (User.AppID; "" is the
+// first app, NewServer's WeChat mini program), and a code works for its
+// user's app only. Point every Client's APIBase at the Server's URL.
+//
 // Codes and access tokens deliberately contain characters that must be
 // escaped in a URL query ('+' and '='), so a client that builds the query
 // string by hand without escaping fails every time rather than
