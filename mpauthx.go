@@ -143,10 +143,12 @@ type Config struct {
 	// numbers with it.
 	PrivateKey string
 	// AlipayPublicKey is Alipay's RSA public key (PEM or bare base64),
-	// which verifies every Alipay reply.
+	// which verifies every Alipay reply. An Alipay Client requires it and
+	// PrivateKey, RSA2 keys of 2048 bits or more (docs/alipay.md).
 	AlipayPublicKey string
 	// AESKey is Alipay's base64 content key, which decrypts the response
-	// of my.getPhoneNumber.
+	// of my.getPhoneNumber; an Alipay Client without it fails
+	// PhoneNumber and AuthorizePhone with StatusPhoneNumberError.
 	AESKey string
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person

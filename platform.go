@@ -242,6 +242,11 @@ func newPlatformConfig(cfg *Config, base string, apiBase bool) (platformConfig, 
 			return pc, fmt.Errorf("mpauthx: Config.AlipayPublicKey: %w", err)
 		}
 	}
+	if cfg.Platform == AlipayMiniProgram {
+		if err := checkAlipayKeys(pc.privateKey, pc.alipayKey); err != nil {
+			return pc, err
+		}
+	}
 	if cfg.AESKey != "" {
 		k, err := base64.StdEncoding.DecodeString(cfg.AESKey)
 		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
@@ -271,6 +276,8 @@ func (c *Client) exchange(ctx context.Context, code string) (session, error) {
 		return c.retryBusy(ctx, "sns/oauth2/access_token", func() (session, error) { return c.oauthOnce(ctx, code) })
 	case DouyinMiniProgram:
 		return c.retryBusy(ctx, "jscode2session", func() (session, error) { return c.douyinSessionOnce(ctx, code) })
+	case AlipayMiniProgram:
+		return c.alipayLogin(ctx, code)
 	}
 	return session{}, errUnsupported(c.platform, "logging in")
 }
@@ -286,6 +293,8 @@ func (c *Client) phone(ctx context.Context, phoneCode, openID string) (Phone, er
 		return c.phoneNumber(ctx, phoneCode, openID)
 	case DouyinMiniProgram:
 		return c.douyinPhone(ctx, phoneCode)
+	case AlipayMiniProgram:
+		return c.alipayPhone(phoneCode) // Alipay's response names no one: openID cannot be checked
 	}
 	return Phone{}, errUnsupported(c.platform, callNames[callPhone])
 }
@@ -342,7 +351,7 @@ func codeRejected(err error) bool {
 	case errors.As(err, &de):
 		return de.ErrNo == DouyinErrBadCode
 	}
-	return false
+	return alipayCodeRefused(err)
 }
 
 // platformName is c's platform as the log and error texts name it.

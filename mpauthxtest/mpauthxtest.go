@@ -122,7 +122,8 @@
 // AuthCallback stands in for), QQ's code2session (Code2SessionPath, like
 // WeChat's) and Douyin's code2session and phone numbers
 // (DouyinCode2SessionPath, DouyinPhoneNumberPath, the data encrypted to
-// the app's PublicKey). A User belongs to one app (User.AppID; "" is the
+// the app's PublicKey) and Alipay's gateway (AlipayGatewayPath, replies
+// signed by the fake Alipay; AlipayPhoneResponse). A User belongs to one app (User.AppID; "" is the
 // first app, NewServer's WeChat mini program), and a code works for its
 // user's app only. Point every Client's APIBase at the Server's URL.
 //
