@@ -48,6 +48,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Client. AppID, AppSecret, Sku and DB are required;
@@ -141,6 +143,16 @@ type Config struct {
 	// random bytes each; the first seals, all open, so keys can be
 	// rotated. Nil keeps phone numbers in clear (docs/operations.md).
 	DataKeys []string
+
+	// MeterProvider receives the Stats counters as OpenTelemetry metrics
+	// (observable counters, read when the SDK collects), and
+	// TracerProvider a span per login and per HTTP request to the
+	// platform; nil means otel's global providers, which do nothing
+	// until the application sets them. No attribute holds a secret, a
+	// token, a code, a phone number or a user's ID. docs/operations.md
+	// lists the metrics and wires them to Prometheus.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // String returns the Config without its secrets: AppSecret reads
@@ -188,6 +200,7 @@ type Client struct {
 	platform           Platform // never ""
 	linkByPhone        bool
 	ttl                time.Duration
+	apiBase            string // APIBase without a trailing '/'
 	sessionURL         string
 	stableTokenURL     string // WeChat's APIs that take the access token
 	phoneURL           string
@@ -205,6 +218,8 @@ type Client struct {
 	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
+	stats              *counters // Stats
+	obs                *observer // OpenTelemetry
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -261,6 +276,7 @@ func New(cfg Config) (*Client, error) {
 		secret:          cfg.AppSecret,
 		sku:             cfg.Sku,
 		ttl:             cfg.TokenTTL,
+		apiBase:         base,
 		sessionURL:      base + "/sns/jscode2session",
 		stableTokenURL:  base + "/cgi-bin/stable_token",
 		phoneURL:        base + "/wxa/business/getuserphonenumber",
@@ -272,6 +288,7 @@ func New(cfg Config) (*Client, error) {
 		rdb:             cfg.Redis,
 		store:           st,
 		log:             cfg.Logger,
+		stats:           newCounters(),
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -292,6 +309,10 @@ func New(cfg Config) (*Client, error) {
 			c.ownTransport.MaxIdleConnsPerHost = maxIdleWeChatConns
 			c.hc.Transport = c.ownTransport
 		}
+	}
+	if err := c.observe(cfg); err != nil {
+		st.close()
+		return nil, err
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -373,7 +394,7 @@ func (c *Client) Close() error {
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}
-		err = errors.Join(err, c.store.close())
+		err = errors.Join(err, c.store.close(), c.obs.close())
 		if c.ownRedis {
 			err = errors.Join(err, c.rdb.Close())
 		}

@@ -131,7 +131,8 @@ func validPhoneField(s string, plus bool) bool {
 // missing, and returns the user's token, shared as in Authorize. The
 // user ID is the same whichever login the user used first. On failure
 // the Result is ErrorResult(err), ready to be sent.
-func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
+func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (_ Result, err error) {
+	defer c.trackLogin(&ctx, "AuthorizePhone")(&err)
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}

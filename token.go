@@ -191,17 +191,20 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
 	}
+	c.stats.check()
 	userID, s, ok := c.parse(token)
 	if !ok {
 		return false, nil
 	}
 	if c.cache.hit(userID, s) {
+		c.stats.cacheHit()
 		return true, nil
 	}
 	snap := c.cache.snapshot(userID)
 	key := c.sessionKey(userID)
 	cur, found, err := c.checks.get(ctx, key)
 	if err != nil {
+		c.stats.checkFailed()
 		err = c.storageError(ctx, "checking the token failed", err)
 		c.logFailure(ctx, err)
 		return false, err
