@@ -202,6 +202,8 @@ type Server struct {
 	forceDay   string                 // the day (Beijing time) forceCount counts
 	forceCount int                    // forced refreshes on forceDay
 	phoneCodes map[string]*phoneState // by phone code
+
+	api apiRoutes // HandleAPI's handlers (api.go)
 }
 
 // codeState is what the server knows about a login code.
@@ -291,9 +293,7 @@ func NewServer(appID, appSecret string) *Server {
 	mux.HandleFunc(StableTokenPath, s.handleStableToken)
 	mux.HandleFunc(PhoneNumberPath, s.handlePhoneNumber)
 	mux.HandleFunc(CheckSessionPath, s.handleCheckSession)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.NotFound(w, r)
-	})
+	mux.HandleFunc("/", s.serveAPI) // HandleAPI's paths (api.go), else 404
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
 	return s
