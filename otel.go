@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -49,11 +50,12 @@ const (
 
 // observer is a Client's OpenTelemetry.
 type observer struct {
-	tracer trace.Tracer
-	attrs  []attribute.KeyValue // the Client's: app, Sku, platform
-	reg    metric.Registration  // the metrics' callback; nil without one
-	mu     sync.Mutex           // guards logins
-	logins map[StatusCode]attribute.Set
+	tracer   trace.Tracer
+	attrs    []attribute.KeyValue // the Client's: app, Sku, platform
+	platform attribute.KeyValue
+	reg      metric.Registration // the metrics' callback; nil without one
+	mu       sync.Mutex          // guards logins
+	logins   map[StatusCode]attribute.Set
 }
 
 // observe sets up c's OpenTelemetry from cfg (nil providers mean the
@@ -72,7 +74,8 @@ func (c *Client) observe(cfg Config) error {
 		attrs: []attribute.KeyValue{
 			attrAppID.String(c.appID), attrSku.String(c.sku), attrPlatform.String(string(c.platform)),
 		},
-		logins: make(map[StatusCode]attribute.Set),
+		platform: attrPlatform.String(string(c.platform)),
+		logins:   make(map[StatusCode]attribute.Set),
 	}
 	base := c.hc.Transport
 	if base == nil {
@@ -143,7 +146,7 @@ func (c *Client) registerMetrics(m metric.Meter) (metric.Registration, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	set := attribute.NewSet(c.obs.attrs...)
+	set := attribute.NewSet(slices.Clone(c.obs.attrs)...) // NewSet sorts its argument
 	all := metric.WithAttributeSet(set)
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := c.Stats()
@@ -167,7 +170,7 @@ func (o *observer) loginSet(code StatusCode) attribute.Set {
 	defer o.mu.Unlock()
 	s, ok := o.logins[code]
 	if !ok {
-		s = attribute.NewSet(append(o.attrs[:len(o.attrs):len(o.attrs)], attrStatusCode.Int(int(code)))...)
+		s = attribute.NewSet(append(slices.Clone(o.attrs), attrStatusCode.Int(int(code)))...)
 		o.logins[code] = s
 	}
 	return s
@@ -194,7 +197,7 @@ func (t *platformTransport) RoundTrip(req *http.Request) (*http.Response, error)
 				port = "80"
 			}
 		}
-		span.SetAttributes(t.obs.attrs[2], // the platform
+		span.SetAttributes(t.obs.platform,
 			attribute.String("http.request.method", req.Method),
 			attribute.String("server.address", host),
 			attribute.String("url.path", req.URL.Path)) // never the query: it holds the secrets
