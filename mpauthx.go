@@ -18,6 +18,14 @@
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
 //
+// Client.CallAPI calls any other of WeChat's server APIs with that
+// token, renewing it once when WeChat rejects it. HTTPStatus maps a
+// call's error to the HTTP status to answer with (the Middleware's), and
+// the Middleware puts the caller's user ID and token in the request
+// context (UserIDFromContext, TokenFromContext). Client.Stats counts
+// logins, token checks and calls to WeChat, which Config.MeterProvider
+// and Config.TracerProvider export as OpenTelemetry metrics and spans.
+//
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
 // StatusSessionKeyRequestError, …) or one added for the phone login;
@@ -29,7 +37,8 @@
 // Package mpauthxtest is a fake WeChat for tests.
 //
 // The repository's docs directory has the long-form pages: operations.md
-// (storage layout, Redis ACLs, several instances, failure behaviour),
+// (storage layout, Redis ACLs, several instances, failure behaviour,
+// metrics and traces),
 // phone-login.md, localcache.md and performance.md; SECURITY.md has the
 // threat model.
 package mpauthx
@@ -94,7 +103,9 @@ type Config struct {
 	// many concurrent logins (Close closes them). Whichever client,
 	// redirects are not followed, since they would carry the AppSecret to
 	// another host: New uses a copy of yours that refuses them, and a 3xx
-	// reply fails the call like any reply other than 200.
+	// reply fails the call like any reply other than 200. The copy's
+	// transport wraps yours to count (Stats) and trace (TracerProvider)
+	// each request.
 	HTTPClient *http.Client
 	// Logger receives one line per failed call, never with a secret or a
 	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid

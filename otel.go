@@ -207,11 +207,16 @@ func (t *platformTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		req = req.WithContext(ctx)
 	}
 	resp, err := t.base.RoundTrip(req)
-	if err != nil {
+	if err != nil || resp == nil {
 		t.stats.platformError()
-		failed(span, errorType(err), "request failed")
+		if err != nil {
+			failed(span, errorType(err), "request failed")
+		}
 		span.End()
-		return resp, err
+		return resp, err // http.Client reports a nil resp with a nil error
+	}
+	if resp.Body == nil { // allowed of a RoundTripper for an empty body
+		resp.Body = http.NoBody
 	}
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
 	ok := resp.StatusCode == http.StatusOK

@@ -80,14 +80,14 @@ type counters struct {
 	shards []checkShard
 }
 
-// checkShard is one shard of the check counters. A check adds to checks
-// first, then to hits or failed, so that a snapshot reading hits and
-// failed before checks never sees more of them than checks.
+// checkShard is one shard of the check counters. A check adds one to
+// exactly one of them, as it returns: one atomic add on the path of a
+// cached check.
 type checkShard struct {
-	checks atomic.Uint64 // IsTokenValid calls past checkOpen
-	hits   atomic.Uint64 // of those, answered by the local cache
-	failed atomic.Uint64 // of those, failed
-	_      [checkShardBytes - 24]byte
+	checked atomic.Uint64 // answered by Redis, or without it (a malformed token)
+	hits    atomic.Uint64 // answered by the local cache
+	failed  atomic.Uint64 // failed
+	_       [checkShardBytes - 24]byte
 }
 
 // newCounters returns zeroed counters with a power of two of check
@@ -110,8 +110,8 @@ func (s *counters) shard() *checkShard {
 	return &s.shards[(h*0x9E3779B97F4A7C15)>>s.shift]
 }
 
-// check counts an IsTokenValid call past checkOpen.
-func (s *counters) check() { s.shard().checks.Add(1) }
+// checked counts a check answered other than by the local cache.
+func (s *counters) checked() { s.shard().checked.Add(1) }
 
 // cacheHit counts a check answered by the local cache.
 func (s *counters) cacheHit() { s.shard().hits.Add(1) }
@@ -165,17 +165,13 @@ func (s *counters) snapshot() Stats {
 			st.Logins[loginCode(i)] = n
 		}
 	}
-	// Hits and failures first: each was counted after its check, so
-	// that the checks read afterwards include them.
-	var checks, hits, failed uint64
+	var checked, hits, failed uint64
 	for i := range s.shards {
+		checked += s.shards[i].checked.Load()
 		hits += s.shards[i].hits.Load()
 		failed += s.shards[i].failed.Load()
 	}
-	for i := range s.shards {
-		checks += s.shards[i].checks.Load()
-	}
-	st.Checks, st.CacheHits, st.CheckErrors = checks-failed, hits, failed
+	st.Checks, st.CacheHits, st.CheckErrors = checked+hits, hits, failed
 	st.PlatformCalls = s.calls.Load()
 	st.PlatformErrors = s.errs.Load()
 	st.AccessTokenRenewals = s.renewals.Load()

@@ -191,9 +191,9 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if err := c.checkOpen(); err != nil {
 		return false, err
 	}
-	c.stats.check()
 	userID, s, ok := c.parse(token)
 	if !ok {
+		c.stats.checked()
 		return false, nil
 	}
 	if c.cache.hit(userID, s) {
@@ -213,6 +213,7 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if valid {
 		c.cache.learn(snap, key, userID, s)
 	}
+	c.stats.checked()
 	return valid, nil
 }
 

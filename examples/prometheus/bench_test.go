@@ -146,3 +146,62 @@ func BenchmarkCachedCheck(b *testing.B) {
 func reportHits(b *testing.B, c *mpauthx.Client, before uint64) {
 	b.ReportMetric(100*float64(c.Stats().CacheHits-before)/float64(b.N), "%hits")
 }
+
+// BenchmarkCachedCheckPaired runs the cached checks of both Clients
+// (without and with OpenTelemetry providers) in alternating blocks of
+// 256, in each goroutine, and reports each one's time per check and their
+// ratio: on a machine that other work slows down now and then, both see
+// the same slowdowns, which separate runs do not.
+func BenchmarkCachedCheckPaired(b *testing.B) {
+	addr := os.Getenv("MPAUTHX_REDIS_ADDR")
+	if addr == "" {
+		b.Skip("needs a real Redis for Config.LocalCache: set MPAUTHX_REDIS_ADDR")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	b.Cleanup(func() { rdb.Close() })
+	plain, plainTokens := cachedClient(b, rdb, false)
+	withOtel, otelTokens := cachedClient(b, rdb, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const block = 256
+	// run checks n tokens on c from i on, and returns the time it took.
+	run := func(c *mpauthx.Client, tokens []string, i, n int) time.Duration {
+		start := time.Now()
+		for j := range n {
+			if ok, err := c.IsTokenValid(ctx, tokens[(i+j)%len(tokens)]); err != nil || !ok {
+				b.Errorf("IsTokenValid = %v, %v", ok, err)
+			}
+		}
+		return time.Since(start)
+	}
+	report := func(b *testing.B, plainT, otelT, n int64) {
+		b.ReportMetric(float64(plainT)/float64(n), "ns/check-no-providers")
+		b.ReportMetric(float64(otelT)/float64(n), "ns/check-otel-sdk")
+		b.ReportMetric(float64(otelT)/float64(plainT), "otel/none")
+	}
+	b.Run("1-goroutine", func(b *testing.B) {
+		b.ReportAllocs()
+		var plainT, otelT time.Duration
+		var n int64
+		for i := 0; b.Loop(); i++ {
+			plainT += run(plain, plainTokens, i*block, block)
+			otelT += run(withOtel, otelTokens, i*block, block)
+			n += block
+		}
+		report(b, int64(plainT), int64(otelT), n)
+	})
+	b.Run("64-goroutines", func(b *testing.B) {
+		procs := runtime.GOMAXPROCS(0)
+		b.SetParallelism((64 + procs - 1) / procs)
+		b.ReportAllocs()
+		var plainT, otelT, n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				plainT.Add(int64(run(plain, plainTokens, i*block, block)))
+				otelT.Add(int64(run(withOtel, otelTokens, i*block, block)))
+				n.Add(block)
+			}
+		})
+		report(b, plainT.Load(), otelT.Load(), n.Load())
+	})
+}
