@@ -2,6 +2,7 @@ package mpauthx
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -66,4 +67,35 @@ func TestCheckShards(t *testing.T) {
 	if len(seen) < 2 {
 		t.Errorf("64 goroutines share %d shard", len(seen))
 	}
+}
+
+// BenchmarkCheckCounter is what counting costs a check: one add to the
+// calling goroutine's shard, alone and from 64 goroutines at once (where
+// one shared counter would bounce its cache line between the cores).
+func BenchmarkCheckCounter(b *testing.B) {
+	s := newCounters()
+	b.Run("1-goroutine", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.cacheHit()
+		}
+	})
+	b.Run("64-goroutines", func(b *testing.B) {
+		b.SetParallelism(32)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.cacheHit()
+			}
+		})
+	})
+	var one atomic.Uint64
+	b.Run("64-goroutines-one-shared-counter", func(b *testing.B) {
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				one.Add(1)
+			}
+		})
+	})
 }
