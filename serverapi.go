@@ -157,7 +157,8 @@ func apiError(code StatusCode, name string, cause error) *Error {
 //	err := c.CallAPI(ctx, http.MethodPost, "/wxa/msg_sec_check",
 //		map[string]any{"content": text, "version": 2, "scene": 2, "openid": openID}, &r)
 //
-// path is relative to Config.APIBase and may carry a query; CallAPI adds
+// method is the HTTP method ("" means GET, as in net/http). path is
+// relative to Config.APIBase and may carry a query; CallAPI adds
 // access_token to it. body, when not nil, is sent as JSON (a
 // json.RawMessage as it is); reply, when not nil, receives the JSON reply
 // (a *[]byte receives the raw body, such as the image of

@@ -569,9 +569,12 @@ func TestCurlLines(t *testing.T) {
 		`^\{"openid":"o-alice"\}$`,      // 3. /me
 		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 4. NEW
 		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`, //    /me, old token
-		`^\{"openid":"o-alice"\}$`, //    /me, new token
-		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 5. code-only login
-		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 6. phone login
+		`^\{"openid":"o-alice"\}$`,                                                             //    /me, new token
+		`^\{"status_code":1,"status_message":"OK","response":""\}$`,                            // 5. /logout
+		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`,       //    /me, logged out
+		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 6. code-only login
+		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 7. phone login
+		`^\{"Logins":\{"1":3\},"Checks":\d+,.*"PlatformCalls":\d+,`,                            // 8. /debug/stats
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)
