@@ -119,7 +119,7 @@ func TestOpenTelemetry(t *testing.T) {
 	attr := func(s tracetest.SpanStub, key string) string {
 		for _, kv := range s.Attributes {
 			if string(kv.Key) == key {
-				return kv.Value.Emit()
+				return kv.Value.String()
 			}
 		}
 		return ""
@@ -184,7 +184,7 @@ func TestOpenTelemetry(t *testing.T) {
 				}
 				key := m.Name
 				if sc, ok := dp.Attributes.Value("mpauthx.status_code"); ok {
-					key += "/" + sc.Emit()
+					key += "/" + sc.String()
 				}
 				sums[key] += dp.Value
 			}
@@ -216,12 +216,12 @@ func TestOpenTelemetry(t *testing.T) {
 	for _, s := range got {
 		texts = append(texts, "span "+s.Name+" "+s.Status.Description)
 		for _, kv := range s.Attributes {
-			texts = append(texts, s.Name+" "+string(kv.Key)+"="+kv.Value.Emit())
+			texts = append(texts, s.Name+" "+string(kv.Key)+"="+kv.Value.String())
 		}
 		for _, ev := range s.Events {
 			texts = append(texts, s.Name+" event "+ev.Name)
 			for _, kv := range ev.Attributes {
-				texts = append(texts, s.Name+" event "+string(kv.Key)+"="+kv.Value.Emit())
+				texts = append(texts, s.Name+" event "+string(kv.Key)+"="+kv.Value.String())
 			}
 		}
 	}
