@@ -819,6 +819,7 @@ func (c *Client) fetchStableToken(ctx context.Context, force bool) (*accessToken
 		return nil, apiError(StatusAccessTokenError, "stable_token", c.cleanWeChatError(err))
 	}
 	expiry := start.Add(expiresIn)
+	c.stats.renewed(force)
 	return &accessToken{token: token, expiry: expiry, refreshAt: refreshTime(c.now(), expiry)}, nil
 }
 

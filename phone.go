@@ -192,7 +192,8 @@ func validPhoneField(s string, plus bool) bool {
 // response of my.getPhoneNumber, as for PhoneNumber. Alipay's response
 // names no user, so nothing checks that the number is the logged-in
 // user's: docs/alipay.md says what that means for LinkByPhone.
-func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
+func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (_ Result, err error) {
+	defer c.trackLogin(&ctx, "AuthorizePhone")(&err)
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}

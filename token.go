@@ -193,15 +193,18 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	}
 	userID, s, ok := c.parse(token)
 	if !ok {
+		c.stats.checked()
 		return false, nil
 	}
 	if c.cache.hit(userID, s) {
+		c.stats.cacheHit()
 		return true, nil
 	}
 	snap := c.cache.snapshot(userID)
 	key := c.sessionKey(userID)
 	cur, found, err := c.checks.get(ctx, key)
 	if err != nil {
+		c.stats.checkFailed()
 		err = c.storageError(ctx, "checking the token failed", err)
 		c.logFailure(ctx, err)
 		return false, err
@@ -210,6 +213,7 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if valid {
 		c.cache.learn(snap, key, userID, s)
 	}
+	c.stats.checked()
 	return valid, nil
 }
 

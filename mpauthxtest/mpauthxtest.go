@@ -223,6 +223,7 @@ type Server struct {
 	phoneCodes map[string]*phoneState // by phone code
 
 	clientTokens map[string]*clientTokens // Douyin's, by client_key (douyin_token.go)
+	api apiRoutes // HandleAPI's handlers (api.go)
 }
 
 // codeState is what the server knows about a login code.
@@ -323,9 +324,7 @@ func NewServer(appID, appSecret string) *Server {
 	for path, e := range endpoints {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { e.handle(s, w, r) })
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.NotFound(w, r)
-	})
+	mux.HandleFunc("/", s.serveAPI) // HandleAPI's paths (api.go), else 404
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
 	return s
