@@ -248,7 +248,7 @@ type Client struct {
 	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
-	platformConfig     // the endpoints and keys of the other platforms
+	platformConfig               // the endpoints and keys of the other platforms
 	stats              *counters // Stats
 	obs                *observer // OpenTelemetry
 

@@ -223,7 +223,7 @@ type Server struct {
 	phoneCodes map[string]*phoneState // by phone code
 
 	clientTokens map[string]*clientTokens // Douyin's, by client_key (douyin_token.go)
-	api apiRoutes // HandleAPI's handlers (api.go)
+	api          apiRoutes                // HandleAPI's handlers (api.go)
 }
 
 // codeState is what the server knows about a login code.

@@ -980,7 +980,7 @@ func (d *demo) handleOACallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := d.oa.AuthorizeCode(r.Context(), q.Get("code"))
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // validDemoOpenID keeps /dev/code's user IDs simple enough to paste into

@@ -621,7 +621,7 @@ func TestCurlLines(t *testing.T) {
 		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 6. code-only login
 		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 7. phone login
 		`^\{"status_code":1,"status_message":"OK","response":"[^"|]+\|demo\|[A-Z2-7]{26}"\}$`,  // 8. official account
-		`^\{"Logins":\{"1":\d+\},"Checks":\d+,.*"PlatformCalls":\d+,`,                           // 9. /debug/stats
+		`^\{"Logins":\{"1":\d+\},"Checks":\d+,.*"PlatformCalls":\d+,`,                          // 9. /debug/stats
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)
