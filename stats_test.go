@@ -66,12 +66,14 @@ func TestStats(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, mpauthx.Stats{Logins: logins(map[mpauthx.StatusCode]uint64{mpauthx.StatusSuccess: 1}), PlatformCalls: 3, AccessTokenRenewals: 1}},
-		{"a rejected access token: forced refresh", func(t *testing.T) {
-			e.wx.ExpireAccessToken()
+		{"a rejected access token that stable_token still hands out: forced refresh", func(t *testing.T) {
+			e.wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, mpauthxtest.Fault{ErrCode: mpauthx.ErrCodeInvalidAccessToken})
 			if _, err := e.c.PhoneNumber(bg, e.wx.PhoneCode(u.OpenID)); err != nil {
 				t.Fatal(err)
 			}
-		}, mpauthx.Stats{PlatformCalls: 3, PlatformErrors: 1, AccessTokenRenewals: 1, ForcedRefreshes: 1}},
+			// The rejected call, stable_token in normal mode (which hands
+			// the same token back), the forced one, the call again.
+		}, mpauthx.Stats{PlatformCalls: 4, PlatformErrors: 1, AccessTokenRenewals: 2, ForcedRefreshes: 1}},
 		{"WeChat answers HTTP 500, then is busy once", func(t *testing.T) {
 			e.wx.FailNext(1, mpauthxtest.Fault{Status: 500})
 			e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID))
