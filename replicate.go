@@ -3,6 +3,7 @@ package mpauthx
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,15 @@ import (
 // the script, so that a Redis without replicas pays nothing and is never
 // made to wait. docs/operations.md ("Failover") says what this costs.
 
+// replicaMemory is how long after a Client last saw its primary list a
+// replica it still waits for one: a primary that has just lost its
+// replicas is most likely the old one of a failover, which the replica
+// promoted in its place has left, and whose writes are lost when it
+// becomes that replica's replica in turn (Sentinel demotes it as soon as
+// it sees it, which may take 10 s). A minute is Redis's default
+// repl-timeout, after which a primary drops a silent replica.
+const replicaMemory = time.Minute
+
 // replicaAckTimeout bounds the wait for a replica's acknowledgement: a
 // thousand times what a healthy replica on the same network takes (about
 // a millisecond on loopback, see docs/operations.md), and short enough
@@ -35,9 +45,10 @@ var errNotReplicated = errors.New("mpauthx: the change is made on the Redis prim
 
 // runReplicated runs script on keys with args and returns its reply. When
 // wrote says the script changed something (nil: it always does) and the
-// primary that ran it has a replica online, it then waits for one replica
-// to acknowledge the change, and fails with errNotReplicated when none
-// does within replicaAckTimeout (or the ctx's deadline, if sooner).
+// primary that ran it has a replica online, or had one less than
+// replicaMemory ago as far as c saw, it then waits for one replica to
+// acknowledge the change, and fails with errNotReplicated when none does
+// within replicaAckTimeout (or the ctx's deadline, if sooner).
 //
 // On a *redis.Client (also a Sentinel failover client) the script, ROLE
 // and WAIT go down one connection taken from the client's pool; on a
@@ -66,8 +77,13 @@ func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote 
 		cmd = script.Run(ctx, c.rdb, keys, args...)
 		return cmd, cmd.Err()
 	}
-	if err != nil || replicas == 0 || (wrote != nil && !wrote(cmd)) {
+	if err != nil || (wrote != nil && !wrote(cmd)) {
 		return cmd, err
+	}
+	if replicas > 0 {
+		c.replicas.saw()
+	} else if !c.replicas.recently() {
+		return cmd, nil
 	}
 	acked, err := conn.Wait(ctx, 1, ackTimeout(ctx)).Result()
 	if err == nil && acked < 1 {
@@ -124,4 +140,20 @@ func ackTimeout(ctx context.Context) time.Duration {
 func revoked(cmd *redis.Cmd) bool {
 	n, err := cmd.Int64()
 	return err == nil && n != 0
+}
+
+// replicaWatch remembers when a Client last saw its primary list a
+// replica. The zero value has seen none.
+type replicaWatch struct {
+	last atomic.Int64 // Unix nanoseconds; 0: never
+}
+
+// saw records that a primary lists a replica now.
+func (w *replicaWatch) saw() { w.last.Store(time.Now().UnixNano()) }
+
+// recently reports whether a primary listed a replica less than
+// replicaMemory ago.
+func (w *replicaWatch) recently() bool {
+	last := w.last.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < replicaMemory
 }
