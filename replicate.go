@@ -60,13 +60,13 @@ func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote 
 	var conn *redis.Conn
 	switch r := c.rdb.(type) {
 	case *redis.Client:
-		conn = r.Conn()
+		conn = ownConn(r)
 	case *redis.ClusterClient:
 		node, err := r.MasterForKey(ctx, keys[0])
 		if err != nil {
 			return nil, err
 		}
-		conn = node.Conn()
+		conn = ownConn(node)
 	default:
 		cmd := script.Run(ctx, c.rdb, keys, args...)
 		return cmd, cmd.Err()
@@ -90,6 +90,16 @@ func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote 
 		err = errNotReplicated
 	}
 	return cmd, err
+}
+
+// ownConn returns a connection of rdb's pool for a sequence of commands,
+// taken through a clone of rdb (WithTimeout, with rdb's own timeouts) so
+// that it has options of its own: go-redis writes to the options of the
+// client a connection is first set up through (when Redis refuses its
+// maintenance-notifications handshake), and Conns of one client share
+// them without a common lock.
+func ownConn(rdb *redis.Client) *redis.Conn {
+	return rdb.WithTimeout(rdb.Options().ReadTimeout).Conn()
 }
 
 // runWithRole sends script (EVALSHA, then EVAL if Redis does not have it
