@@ -309,7 +309,8 @@ func readResult(val string, err error) checkResult {
 // commands to nodes, a goroutine per node). A read that fails on its
 // master (its slot has moved, the node is failing over) is read again
 // through the ClusterClient, which follows redirections and refreshes
-// its slot map.
+// its slot map. A master that leaves the Cluster keeps its batcher, idle
+// (one goroutine), until close.
 type nodeBatchers struct {
 	cc     *redis.ClusterClient
 	mu     sync.Mutex

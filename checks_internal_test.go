@@ -733,3 +733,53 @@ func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		return next(ctx, cmds)
 	}
 }
+
+// TestClusterChecksHungMaster checks that a master that does not answer
+// (CLIENT PAUSE) holds up the checks of its own keys only: those of the
+// other masters are answered at once, as each master's reads are batched
+// on their own.
+func TestClusterChecksHungMaster(t *testing.T) {
+	cc := testCluster(t)
+	keys := clusterKeys(t, cc, 60)
+	ctx := context.Background()
+	hung, err := cc.MasterForKey(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine, others []string
+	for _, k := range keys {
+		if m, _ := cc.MasterForKey(ctx, k); m == hung {
+			mine = append(mine, k)
+		} else {
+			others = append(others, k)
+		}
+	}
+	b := newCheckBatcher(cc)
+	defer b.close()
+	const pause = 3 * time.Second
+	if err := hung.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Do(ctx, "CLIENT", "UNPAUSE")
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Checks of the hung master's keys keep a batch of its own on the
+	// wire; checks of the others, made meanwhile, must not wait for it.
+	for _, k := range mine {
+		go b.get(reqCtx, k)
+	}
+	time.Sleep(50 * time.Millisecond)
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for _, k := range others {
+		wg.Go(func() {
+			if _, _, err := b.get(reqCtx, k); err != nil {
+				t.Errorf("get(%s): %v", k, err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(begin); took > pause/3 {
+		t.Errorf("the checks of the other masters took %v while one master was paused for %v; want them answered at once", took, pause)
+	}
+}

@@ -18,8 +18,8 @@ import (
 // change: WAIT 1 on the connection that ran the script, bounded by
 // replicaAckTimeout and by the call's ctx. Whether the primary has a
 // replica to wait for is read from ROLE, sent in the same round trip as
-// the script, so that a Redis without replicas pays nothing and is never
-// made to wait. docs/operations.md ("Failover") says what this costs.
+// the script, so that a Redis without replicas pays one small reply and
+// is never made to wait. docs/operations.md ("Failover") says what this costs.
 
 // replicaMemory is how long after a Client last saw its primary list a
 // replica it still waits for one: a primary that has just lost its

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,5 +343,52 @@ func TestRevocationWithoutReplica(t *testing.T) {
 	}
 	if strings.Contains(stats, "cmdstat_wait:") {
 		t.Errorf("WAIT was sent to a Redis without replicas:\n%s", stats)
+	}
+}
+
+// BenchmarkRevokeReplicated measures what waiting for a replica costs
+// RevokeToken (RefreshToken waits the same way): on the Redis at MPAUTHX_REDIS_ADDR
+// (without replicas: ROLE is sent, no WAIT) and on the primary of the
+// Sentinel set at MPAUTHX_SENTINEL (one replica on the same machine:
+// ROLE, then WAIT for its acknowledgement), one call at a time.
+func BenchmarkRevokeReplicated(b *testing.B) {
+	addr, sentinel := os.Getenv(envRedisAddr), os.Getenv(envSentinel)
+	if addr == "" || sentinel == "" {
+		b.Skipf("needs %s and %s", envRedisAddr, envSentinel)
+	}
+	master, sentinels, err := parseSentinel(sentinel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	targets := []struct {
+		name string
+		rdb  redis.UniversalClient
+	}{
+		{"no-replica", redis.NewClient(&redis.Options{Addr: addr})},
+		{"one-replica", redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: sentinels})},
+	}
+	for _, tg := range targets {
+		b.Cleanup(func() { tg.rdb.Close() })
+		e := newWorld(b)
+		e.rdb, e.cfg.Redis = tg.rdb, tg.rdb
+		e.open(b)
+		id := "orevoke-" + e.cfg.Sku
+		b.Cleanup(func() { tg.rdb.Del(bg, e.key(id), "mpauthx:{"+id+"|"+e.cfg.Sku+"}:sk") })
+		if _, err := mpauthx.Issue(bg, e.c, id, id, "sk"); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tg.name+"/RevokeToken", func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				res, err := mpauthx.Issue(bg, e.c, id, id, "sk")
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := e.c.RevokeToken(bg, res.Response); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
