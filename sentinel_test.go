@@ -48,10 +48,9 @@ type sentinelSet struct {
 	t         *testing.T
 	master    string   // the name the Sentinels know the primary by
 	sentinels []string // the Sentinels' addresses
-	// The processes of a throwaway set, nil for MPAUTHX_SENTINEL's:
+	// The data nodes of a throwaway set, nil for MPAUTHX_SENTINEL's:
 	// data[0] was the primary when the set started, data[1] its replica.
 	data []*redisProc
-	sent []*redisProc
 }
 
 // parseSentinel splits MPAUTHX_SENTINEL's value.
@@ -125,7 +124,6 @@ sentinel failover-timeout %[4]s 5000
 	p.args = []string{conf}
 	t.Cleanup(p.cleanup)
 	p.Start()
-	s.sent = []*redisProc{p}
 	s.sentinels = []string{p.Addr()}
 	s.waitWhole()
 	return s
