@@ -246,6 +246,7 @@ type Client struct {
 	pipe               *pipeline     // coalesces the logins' scripts
 	checks             *checkBatcher // coalesces IsTokenValid's reads
 	cache              *localCache   // Config.LocalCache; nil when off
+	replicas           replicaWatch  // when a primary last listed a replica (replicate.go)
 	store              *store
 	log                *slog.Logger
 	platformConfig               // the endpoints and keys of the other platforms

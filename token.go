@@ -145,6 +145,10 @@ func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, 
 // none for a concurrent Authorize to replace. userID must be registered in
 // the user table (StatusUserNotExist otherwise), matched exactly.
 //
+// As with RevokeToken, when the Redis primary has replicas RefreshToken
+// returns the new token only once one of them holds it, so that a
+// failover cannot bring the old token back.
+//
 // RefreshToken trusts its caller: it is a server-side call. Only call it
 // with a user ID your server has authenticated, such as the one the
 // Middleware puts in the request context.
@@ -164,7 +168,10 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 	}
 	s := newSession()
 	keys := c.userKeys(userID)
-	err = await(ctx, func() error { return refreshScript.Run(ctx, c.rdb, keys, s, c.ttlMillis()).Err() })
+	err = await(ctx, func() error {
+		_, err := c.runReplicated(ctx, refreshScript, nil, keys, s, c.ttlMillis())
+		return err
+	})
 	c.cache.forget(userID) // at once on this Client, without waiting for Redis's invalidation
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
@@ -219,6 +226,12 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 
 // RevokeToken ends token at once. Revoking a token that is already gone,
 // empty or malformed is a no-op that returns nil.
+//
+// When the Redis primary has replicas, RevokeToken returns nil only once
+// one of them holds the revocation, so that a failover cannot bring the
+// token back; when none acknowledges it within a second (or ctx's
+// deadline), the error has code StatusDatabaseError, and the token is
+// revoked on the primary all the same. See docs/operations.md.
 func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -229,7 +242,13 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	}
 	keys := c.userKeys(userID)
 	var deleted int64
-	err := await(ctx, func() (err error) { deleted, err = revokeScript.Run(ctx, c.rdb, keys, s).Int64(); return err })
+	err := await(ctx, func() error {
+		cmd, err := c.runReplicated(ctx, revokeScript, revoked, keys, s)
+		if cmd != nil {
+			deleted, _ = cmd.Int64()
+		}
+		return err
+	})
 	// At once on this Client, without waiting for Redis's invalidation;
 	// deleted is read only once f has returned (err nil). A token that did
 	// not match changed nothing: forgetting the user's live entry then
