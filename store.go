@@ -124,8 +124,10 @@ var postgresDialect = dialect{
 	name:        "pgx",
 	howToCreate: "create it with mpauthx.PostgresSchema, or open the database with mpauthx.OpenPostgres, which does",
 	check:       `SELECT "openId", "city", "country", "gender", "language", "nickName", "province" FROM "user" WHERE false`,
-	migrated: `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'user'
-AND indexname IN ('user_wxOpenId', 'user_unionId')
+	// The indexes are those of the table "user" names, resolved through
+	// search_path as every query resolves it (not only current_schema()).
+	migrated: `SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = '"user"'::regclass AND c.relname IN ('user_wxOpenId', 'user_unionId')
 AND NOT EXISTS (SELECT "wxOpenId", "unionId", "phone" FROM "user" WHERE false)`,
 	migrate: []string{
 		`SELECT pg_advisory_xact_lock(` + postgresSchemaLockSQL + `)`,
