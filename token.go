@@ -18,7 +18,7 @@ import (
 // Redis holds one key per (userID, Sku):
 //
 //	mpauthx:{<userID>|<sku>}:session  ->  <session>, with the token's TTL
-//	mpauthx:{<userID>|<sku>}:sk       ->  the latest login's session key, sealed, with the same TTL
+//	mpauthx:{<userID>|<sku>}:sks      ->  per AppID, the latest login's session key, sealed, with the same TTL
 //
 // so a user holds at most one live token per Sku, a token is checked with
 // one GET, and the braces make the pair its own Redis Cluster hash slot.
@@ -132,7 +132,7 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // CheckSessionKey.
 func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, error) {
 	sealed := c.sealSessionKey(userID, ws)
-	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed)
+	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed, c.appID)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}

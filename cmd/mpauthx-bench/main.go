@@ -40,7 +40,7 @@
 // the JSON then says "real_redis": false and its figures say little about
 // production. With -redis it uses that server (database -redis-db, password
 // from -redis-password or $MPAUTHX_REDIS_PASSWORD); it writes only keys of a
-// Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sk), each with
+// Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sks), each with
 // a TTL, and deletes them at the end, also when interrupted. It never flushes
 // a database.
 //
@@ -502,7 +502,7 @@ func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
 		data, iv := wx.UserInfo(u.OpenID)
 		users[i] = user{openID: u.OpenID, code: wx.Code(u.OpenID), data: data, iv: iv, revoke: i%badEvery == 1}
 		// A login writes the user's token and sealed session key.
-		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sk")
+		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sks")
 	}
 	w.add(keys...)
 	return users
