@@ -253,6 +253,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.linkByPhone = cfg.LinkByPhone
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,

@@ -275,8 +275,13 @@ func await(ctx context.Context, f func() error) error {
 // timer, and the caller must still see context.DeadlineExceeded.
 //
 // A call that Close overtook, whose Redis client Close shut, fails like
-// any call after Close: with ErrClosed.
+// any call after Close: with ErrClosed. A cause that is an *Error already
+// (the store's refusals: StatusAccountConflict, StatusUserNotExist) is
+// returned as it is.
 func (c *Client) storageError(ctx context.Context, msg string, cause error) *Error {
+	if e, ok := cause.(*Error); ok {
+		return e
+	}
 	end := ctxErr(ctx)
 	if end == nil && c.closed.Load() {
 		return errClosed() // Close shut what the call was using

@@ -36,14 +36,14 @@ func (c *Client) User(ctx context.Context, userID string) (User, error) {
 	if err := checkUserID(userID); err != nil {
 		return User{}, err
 	}
-	u, found, err := c.store.user(ctx, userID)
+	u, found, err := c.store.user(ctx, userID, c.platform, c.appID)
 	if err != nil {
 		err = c.storageError(ctx, "reading the user failed", err)
 		c.logFailure(ctx, err)
 		return User{}, err
 	}
 	if !found {
-		return User{}, newError(StatusUserNotExist, "user does not exist", nil)
+		return User{}, errUserNotExist()
 	}
 	return u, nil
 }
