@@ -135,7 +135,7 @@ type Config struct {
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person
 	// reaches one account across platforms. Off by default: numbers are
-	// recycled in China (docs/platforms.md).
+	// recycled in China (docs/identities.md).
 	LinkByPhone bool
 	// DataKeys seal personal data at rest (phone numbers): base64 of 32
 	// random bytes each; the first seals, all open, so keys can be

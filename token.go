@@ -34,8 +34,9 @@ func (c *Client) makeToken(userID, session string) string {
 }
 
 // ExtractOpenID returns the user ID of a token: the part before the first
-// '|', or "" when there is none. It is the unionId when WeChat gave one,
-// else the openId. It does not check the token.
+// '|', or "" when there is none. For a WeChat mini-program user it is the
+// unionId when WeChat gave one at their first login, else the openId (see
+// User for the others). It does not check the token.
 func (c *Client) ExtractOpenID(token string) string {
 	i := strings.IndexByte(token, '|')
 	if i < 0 {
