@@ -1,9 +1,11 @@
 package mpauthx_test
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/seeda8e74ca0/mpauthx"
 	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
@@ -724,4 +729,74 @@ func TestMigrateV1Table(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A business runs two mini programs on one database, Redis and Sku. A
+// person who logged in through the first binds the second with Link:
+// logins through either are then the same user, with one token.
+func ExampleClient_Link() {
+	mr, err := miniredis.Run()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	dir, err := os.MkdirTemp("", "mpauthx-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := mpauthx.OpenSQLite(filepath.Join(dir, "users.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	newApp := func(appID string) (*mpauthxtest.Server, *mpauthx.Client) {
+		wx := mpauthxtest.NewServer(appID, appID+"-secret")
+		c, err := mpauthx.New(mpauthx.Config{AppID: wx.AppID, AppSecret: wx.AppSecret, APIBase: wx.URL,
+			Sku: "vip", Redis: rdb, DB: db})
+		if err != nil {
+			log.Fatal(err)
+		}
+		return wx, c
+	}
+	shopWX, shop := newApp("wx-shop")
+	defer shopWX.Close()
+	defer shop.Close()
+	clubWX, club := newApp("wx-club")
+	defer clubWX.Close()
+	defer club.Close()
+	// The apps are not bound to one Open Platform account: no unionid.
+	shopWX.AddUser(mpauthxtest.User{OpenID: "o-shop-ann"})
+	clubWX.AddUser(mpauthxtest.User{OpenID: "o-club-ann"})
+
+	ctx := context.Background()
+	res, err := shop.AuthorizeCode(ctx, shopWX.Code("o-shop-ann"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	userID := shop.ExtractOpenID(res.Response)
+	// Logged in with the shop's token (valid for every Client of the
+	// Sku), the person opens the club app, which sends its wx.login code
+	// to a handler behind the Middleware: it links the club's identity.
+	if err := club.Link(ctx, userID, clubWX.Code("o-club-ann")); err != nil {
+		log.Fatal(err)
+	}
+	res2, err := club.AuthorizeCode(ctx, clubWX.Code("o-club-ann"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	u, err := club.User(ctx, userID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(club.ExtractOpenID(res2.Response), res2.Response == res.Response)
+	for _, id := range u.Identities {
+		fmt.Println(id.Platform, id.AppID, id.OpenID)
+	}
+	// Output:
+	// o-shop-ann true
+	// wechat wx-club o-club-ann
+	// wechat wx-shop o-shop-ann
 }
