@@ -1,6 +1,7 @@
 package mpauthx
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -155,8 +156,7 @@ province = excluded.province`,
 		qUser: `SELECT openId, COALESCE(wxOpenId, ''), COALESCE(unionId, ''), COALESCE(phone, ''),
 COALESCE(nickName, ''), COALESCE(city, ''), COALESCE(province, ''), COALESCE(country, ''),
 COALESCE(language, ''), COALESCE(gender, 0) FROM user WHERE openId = ?`,
-		qIdentities: `SELECT platform, appId, openId, COALESCE(unionId, '') FROM user_identity WHERE userId = ?
-ORDER BY platform, appId, openId`,
+		qIdentities: `SELECT platform, appId, openId, COALESCE(unionId, '') FROM user_identity WHERE userId = ?`,
 	},
 	oneWriter: true,
 }
@@ -206,8 +206,7 @@ ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLU
 		qUser: `SELECT "openId", COALESCE("wxOpenId", ''), COALESCE("unionId", ''), COALESCE("phone", ''),
 COALESCE("nickName", ''), COALESCE("city", ''), COALESCE("province", ''), COALESCE("country", ''),
 COALESCE("language", ''), COALESCE("gender", 0) FROM "user" WHERE "openId" = $1`,
-		qIdentities: `SELECT "platform", "appId", "openId", COALESCE("unionId", '') FROM "user_identity" WHERE "userId" = $1
-ORDER BY "platform", "appId", "openId"`,
+		qIdentities: `SELECT "platform", "appId", "openId", COALESCE("unionId", '') FROM "user_identity" WHERE "userId" = $1`,
 	},
 }
 
@@ -439,6 +438,11 @@ func (s *store) user(ctx context.Context, userID string, platform Platform, appI
 	if err := rows.Err(); err != nil {
 		return User{}, false, err
 	}
+	// Sorted here, bytewise: a database's collation may order text
+	// otherwise.
+	slices.SortFunc(u.Identities, func(a, b Identity) int {
+		return cmp.Or(cmp.Compare(a.Platform, b.Platform), cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.OpenID, b.OpenID))
+	})
 	platform = platform.normalize()
 	legacyOpenID, legacyUnionID := u.OpenID, u.UnionID
 	u.OpenID, u.UnionID = "", ""
