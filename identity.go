@@ -138,9 +138,12 @@ func (s *store) login(ctx context.Context, ident Identity, profile *UserInfo, ph
 		return "", errNoOpenID
 	}
 	l := &loginReq{ident: ident, profile: profile, phone: phone, linkByPhone: s.linkByPhone}
-	keys := identityLocks(ident)
-	if l.linkByPhone && phone != "" {
-		keys = append(keys, lockKey("phone", phone))
+	keys := func() []int64 {
+		keys := identityLocks(ident)
+		if l.linkByPhone && phone != "" {
+			keys = append(keys, lockKey("phone", phone))
+		}
+		return keys
 	}
 	out, err := s.run(ctx, keys, l.returning, l.resolve)
 	if err != nil {
@@ -194,7 +197,7 @@ func (s *store) link(ctx context.Context, userID string, ident Identity) error {
 		}
 		return outcome{userID: userID}, true, nil
 	}
-	out, err := s.run(ctx, identityLocks(ident), fast, slow)
+	out, err := s.run(ctx, func() []int64 { return identityLocks(ident) }, fast, slow)
 	if err != nil {
 		return err
 	}
@@ -207,10 +210,11 @@ func (s *store) link(ctx context.Context, userID string, ident Identity) error {
 // run runs fast and, when fast cannot decide, slow, serialised with every
 // other slow step: on SQLite both run in the next group-committed batch,
 // whose transactions run one at a time; on PostgreSQL fast runs on the
-// pool and slow in a transaction holding the advisory locks keys. A
+// pool and slow in a transaction holding the advisory locks keys()
+// (called only then). A
 // refusal is an outcome, not an error, so that it does not fail the
 // batch's other logins.
-func (s *store) run(ctx context.Context, keys []int64, fast, slow step) (outcome, error) {
+func (s *store) run(ctx context.Context, keys func() []int64, fast, slow step) (outcome, error) {
 	var out outcome
 	work := func(ctx context.Context, o on) error {
 		r, done, err := fast(ctx, o)
@@ -226,7 +230,7 @@ func (s *store) run(ctx context.Context, keys []int64, fast, slow step) (outcome
 			if o.tx != nil {
 				err = run(o)
 			} else {
-				err = s.serialized(ctx, keys, run)
+				err = s.serialized(ctx, keys(), run)
 			}
 			if err != nil {
 				return err
@@ -258,7 +262,6 @@ func (s *store) serialized(ctx context.Context, keys []int64, f func(o on) error
 		return err
 	}
 	defer tx.Rollback() // a no-op after Commit
-	keys = slices.Clone(keys)
 	slices.Sort(keys)
 	for _, k := range slices.Compact(keys) {
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, k); err != nil {

@@ -31,8 +31,8 @@ const Schema = `CREATE TABLE IF NOT EXISTS user(
   city text, country text, gender integer,
   language text, nickName text, province text,
   wxOpenId text, unionId text, phone text);
-CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId);
-CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId);
+CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId) WHERE wxOpenId IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId) WHERE unionId IS NOT NULL;
 CREATE INDEX IF NOT EXISTS user_phone ON user(phone) WHERE phone IS NOT NULL;
 ` + sqliteIdentitySchema
 
@@ -55,8 +55,8 @@ const PostgresSchema = `CREATE TABLE IF NOT EXISTS "user"(
   "city" text, "country" text, "gender" integer,
   "language" text, "nickName" text, "province" text,
   "wxOpenId" text, "unionId" text, "phone" text);
-CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId");
-CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId");
+CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId") WHERE "wxOpenId" IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId") WHERE "unionId" IS NOT NULL;
 CREATE INDEX IF NOT EXISTS "user_phone" ON "user"("phone") WHERE "phone" IS NOT NULL;
 ` + postgresIdentitySchema
 
@@ -131,8 +131,8 @@ AND (SELECT count(*) FROM (SELECT platform, appId, openId, family, unionId, user
 		`ALTER TABLE user ADD COLUMN wxOpenId text`,
 		`ALTER TABLE user ADD COLUMN unionId text`,
 		`ALTER TABLE user ADD COLUMN phone text`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId) WHERE wxOpenId IS NOT NULL`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId) WHERE unionId IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS user_phone ON user(phone) WHERE phone IS NOT NULL`,
 	}, strings.Split(sqliteIdentitySchema, ";\n")...),
 	q: [numQueries]string{
@@ -181,8 +181,8 @@ AND NOT EXISTS (SELECT "platform", "appId", "openId", "family", "unionId", "user
 JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.oid = '"user"'::regclass), true)`,
 		`ALTER TABLE "user" ADD COLUMN IF NOT EXISTS "wxOpenId" text,
 ADD COLUMN IF NOT EXISTS "unionId" text, ADD COLUMN IF NOT EXISTS "phone" text`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId")`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId")`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId") WHERE "wxOpenId" IS NOT NULL`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId") WHERE "unionId" IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS "user_phone" ON "user"("phone") WHERE "phone" IS NOT NULL`,
 	}, strings.Split(postgresIdentitySchema, ";\n")...),
 	q: [numQueries]string{
