@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -384,6 +386,55 @@ func TestConcurrentLoginsAcrossPlatforms(t *testing.T) {
 					t.Fatalf("round %d: %d users hold the phone, want 1", round, n)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkStoreLogin measures store.login on SQLite alone (no WeChat, no
+// Redis), 32 goroutines at a time as in a busy server: new users (the
+// identity, the rows of earlier versions, two inserts) and returning ones
+// (one index lookup and the profile). Compare its CPU time between
+// versions: the batcher makes its wall time depend on the machine's load.
+func BenchmarkStoreLogin(b *testing.B) {
+	for _, returning := range []bool{false, true} {
+		b.Run(map[bool]string{false: "new", true: "returning"}[returning], func(b *testing.B) {
+			db, err := OpenSQLite(filepath.Join(b.TempDir(), "u.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			s, err := newStore(context.Background(), db)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.close()
+			profile := &UserInfo{NickName: "bench", City: "Guangzhou", Province: "Guangdong", Country: "CN", Language: "zh_CN", Gender: 1}
+			const pool = 2000
+			id := func(i int64) Identity {
+				return ident(WeChatMiniProgram, "wx-bench", "o-bench-"+strconv.FormatInt(i, 10), "")
+			}
+			if returning {
+				for i := range int64(pool) {
+					if _, err := s.login(context.Background(), id(i), profile, ""); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			var n atomic.Int64
+			b.SetParallelism(16) // 32 goroutines on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					if returning {
+						i %= pool
+					}
+					if _, err := s.login(context.Background(), id(i), profile, ""); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
