@@ -166,7 +166,7 @@ type Config struct {
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person
 	// reaches one account across platforms. Off by default: numbers are
-	// recycled in China (docs/platforms.md).
+	// recycled in China (docs/identities.md).
 	LinkByPhone bool
 	// DataKeys seal personal data at rest (phone numbers): base64 of 32
 	// random bytes each; the first seals, all open, so keys can be
@@ -305,6 +305,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.linkByPhone = cfg.LinkByPhone
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,

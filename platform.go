@@ -45,7 +45,10 @@ const (
 )
 
 // Identity is one app's identifier for a person: the user logged in
-// through that app at least once.
+// through that app at least once (or was linked to it with Link). A
+// login finds its user by its identity (Platform, AppID, OpenID), unique
+// to one user, and by its UnionID, which joins the apps of one platform
+// family (see docs/identities.md).
 type Identity struct {
 	Platform Platform `json:"platform"` // never "": WeChatMiniProgram is recorded as "wechat"
 	AppID    string   `json:"appId"`

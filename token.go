@@ -18,7 +18,7 @@ import (
 // Redis holds one key per (userID, Sku):
 //
 //	mpauthx:{<userID>|<sku>}:session  ->  <session>, with the token's TTL
-//	mpauthx:{<userID>|<sku>}:sk       ->  the latest login's session key, sealed, with the same TTL
+//	mpauthx:{<userID>|<sku>}:sks      ->  per AppID, the latest login's session key, sealed, with the same TTL
 //
 // so a user holds at most one live token per Sku, a token is checked with
 // one GET, and the braces make the pair its own Redis Cluster hash slot.
@@ -34,8 +34,9 @@ func (c *Client) makeToken(userID, session string) string {
 }
 
 // ExtractOpenID returns the user ID of a token: the part before the first
-// '|', or "" when there is none. It is the unionId when WeChat gave one,
-// else the openId. It does not check the token.
+// '|', or "" when there is none. For a WeChat mini-program user it is the
+// unionId when WeChat gave one at their first login, else the openId (see
+// User for the others). It does not check the token.
 func (c *Client) ExtractOpenID(token string) string {
 	i := strings.IndexByte(token, '|')
 	if i < 0 {
@@ -132,7 +133,7 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // CheckSessionKey.
 func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, error) {
 	sealed := c.sealSessionKey(userID, ws)
-	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed)
+	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed, c.appID)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
@@ -298,8 +299,13 @@ func await(ctx context.Context, f func() error) error {
 // timer, and the caller must still see context.DeadlineExceeded.
 //
 // A call that Close overtook, whose Redis client Close shut, fails like
-// any call after Close: with ErrClosed.
+// any call after Close: with ErrClosed. A cause that is an *Error already
+// (the store's refusals: StatusAccountConflict, StatusUserNotExist) is
+// returned as it is.
 func (c *Client) storageError(ctx context.Context, msg string, cause error) *Error {
+	if e, ok := cause.(*Error); ok {
+		return e
+	}
 	end := ctxErr(ctx)
 	if end == nil && c.closed.Load() {
 		return errClosed() // Close shut what the call was using

@@ -43,7 +43,7 @@
 // from -redis-password or $MPAUTHX_REDIS_PASSWORD), and with -cluster the
 // Redis Cluster seeded by those addresses, through a *redis.ClusterClient
 // (the commands Redis ran are then summed over its masters); it writes only
-// keys of a Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sk), each with
+// keys of a Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sks), each with
 // a TTL, and deletes them at the end, also when interrupted. It never flushes
 // a database.
 //
@@ -514,7 +514,7 @@ func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
 		data, iv := wx.UserInfo(u.OpenID)
 		users[i] = user{openID: u.OpenID, code: wx.Code(u.OpenID), data: data, iv: iv, revoke: i%badEvery == 1}
 		// A login writes the user's token and sealed session key.
-		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sk")
+		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sks")
 	}
 	w.add(keys...)
 	return users

@@ -13,7 +13,7 @@
 // -redis also takes a Redis Cluster: one node's address (the cluster is
 // detected) or several comma-separated seed addresses. On a real Redis the
 // demo only touches keys of its own Sku, mpauthx:{<user>|demo}:session and
-// :sk, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
+// :sks, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
 // which expire by themselves; the walkthrough revokes the tokens it made.
 //
 // With -listen it serves:
