@@ -31,6 +31,11 @@ func TestAlipayPhoneReplayRefused(t *testing.T) {
 			t.Fatal("the fake's phone responses differ from one call to the next; Alipay's do not")
 		}
 
+		pattern := "mpauthx:alipay_phone:" + f.app.AppID + ":*"
+		before := map[string]bool{} // other subtests' bindings, on a shared Redis
+		for _, k := range scanKeys(t, e.rdb, pattern) {
+			before[k] = true
+		}
 		res, err := e.c.AuthorizePhone(bg, f.srv.Code(victim.OpenID), resp)
 		if err != nil {
 			t.Fatalf("the victim's phone login: %v", err)
@@ -75,7 +80,12 @@ func TestAlipayPhoneReplayRefused(t *testing.T) {
 
 		// Redis holds the binding under mpauthx:, with its lifetime,
 		// without the number, the response or the victim's open_id.
-		keys := scanKeys(t, e.rdb, "mpauthx:alipay_phone:"+f.app.AppID+":*")
+		var keys []string
+		for _, k := range scanKeys(t, e.rdb, pattern) {
+			if !before[k] {
+				keys = append(keys, k)
+			}
+		}
 		if len(keys) != 1 {
 			t.Fatalf("binding keys %q, want one under mpauthx:alipay_phone:<appid>:", keys)
 		}
