@@ -678,6 +678,16 @@ func (c *Client) loadShared(ctx context.Context) (sharedState, error) {
 			st.fail = decodeFailure(plain)
 		}
 	}
+	if f := st.fail; f != nil {
+		// The back-off's end is on its writer's clock: no more than the
+		// longest back-off from now is believed, so that an instance
+		// whose clock runs ahead cannot stop the others for longer
+		// (Redis drops the record after its back-off and
+		// accessTokenFailureKeep anyway).
+		if limit := c.now().Add(accessTokenMaxBackOff); f.until.After(limit) {
+			f.until = limit
+		}
+	}
 	return st, nil
 }
 

@@ -6,9 +6,12 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +49,15 @@ const (
 	maxAlipayPhoneLen = 16 << 10
 	// maxAlipayCodeLen caps AlipayError's Code and SubCode.
 	maxAlipayCodeLen = 64
+	// alipayPhoneBinding is how long a phone number verified by Alipay
+	// stays bound to the Alipay user of the app who last logged in with
+	// it (see claimAlipayPhone): 90 days, the time a cancelled number is
+	// frozen before a Chinese carrier hands it to someone else, so that
+	// a recycled number is free again by the time its new owner has it.
+	alipayPhoneBinding = 90 * 24 * time.Hour
+	// alipayPhoneLabel is the HKDF info label of the key that hides the
+	// numbers and users in the bindings' Redis keys; the AppID follows.
+	alipayPhoneLabel = "mpauthx alipay phone v1\x00"
 )
 
 // alipayZone is the time zone of the gateway's timestamp parameter:
@@ -58,6 +70,14 @@ var alipayZone = time.FixedZone("UTC+8", 8*60*60)
 // own public key pasted by mistake, or a key of another app or of the
 // sandbox), or a reply that Alipay did not send.
 var ErrAlipaySignature = errors.New("mpauthx: Alipay's signature is missing or does not verify")
+
+// ErrAlipayPhoneClaimed is wrapped by the StatusPhoneNumberError of an
+// Alipay phone login (AuthorizePhone) whose number another Alipay user
+// of the app logged in with during the last 90 days: a response of
+// my.getPhoneNumber names no user and never expires, so a leaked one
+// would otherwise record the number on its holder's account
+// (docs/alipay.md).
+var ErrAlipayPhoneClaimed = errors.New("mpauthx: this phone number was verified for another Alipay user of the app")
 
 // AlipayError is an error answered by Alipay: by the gateway or by
 // alipay.system.oauth.token (in its signed or unsigned error_response), or
@@ -554,8 +574,10 @@ func (c *Client) alipayPost(ctx context.Context, code string) ([]byte, error) {
 
 // alipayPhone reads the phone number of a my.getPhoneNumber response for
 // PhoneNumber and AuthorizePhone: failures are StatusPhoneNumberError
-// wrapping the cause.
-func (c *Client) alipayPhone(response string) (Phone, error) {
+// wrapping the cause. For a login (openID, the Alipay ID of the person
+// logging in, is not ""), the number must be free or already this
+// person's (claimAlipayPhone).
+func (c *Client) alipayPhone(ctx context.Context, response, openID string) (Phone, error) {
 	if c.aesKey == nil {
 		return Phone{}, newError(StatusPhoneNumberError, "Config.AESKey is not set: it decrypts my.getPhoneNumber", nil)
 	}
@@ -563,7 +585,62 @@ func (c *Client) alipayPhone(response string) (Phone, error) {
 	if err != nil {
 		return Phone{}, alipayAPIError(StatusPhoneNumberError, alipayPhoneCall, err)
 	}
+	if openID != "" {
+		if err := c.claimAlipayPhone(ctx, mobile, openID); err != nil {
+			return Phone{}, err
+		}
+	}
 	return Phone{PhoneNumber: mobile, PurePhoneNumber: mobile}, nil
+}
+
+// alipayPhoneKey derives the key that hides the numbers and users of an
+// Alipay app's phone bindings from its AES content key, the secret that
+// already guards those numbers.
+func alipayPhoneKey(aesKey []byte, appID string) []byte {
+	key, err := hkdf.Key(sha256.New, aesKey, nil, alipayPhoneLabel+appID, 32)
+	if err != nil { // unreachable: 32 bytes is far below HKDF-SHA256's limit
+		panic("mpauthx: hkdf: " + err.Error())
+	}
+	return key
+}
+
+// claimAlipayPhone binds mobile, just verified by Alipay, to openID, the
+// Alipay user of the app logging in with it, for alipayPhoneBinding from
+// now: it fails with StatusPhoneNumberError wrapping
+// ErrAlipayPhoneClaimed when another user of the app holds the number.
+//
+// A my.getPhoneNumber response names no user and carries no time, and is
+// the same string each time for one number (a zero IV, a deterministic
+// signature): whoever saw it once (a log, a proxy) could replay it with
+// their own auth code forever and have the victim's number recorded on
+// their account (and, with LinkByPhone, reach the victim's). Accepting a
+// response only once would lock its owner out of their next phone
+// login, since their next response is the same string; so the number is
+// bound to its first user instead, renewed at each of their phone
+// logins, on every instance. One key per number, under
+// mpauthx:alipay_phone:<appid>:, whose name and value are keyed hashes
+// (neither the number nor the open_id is readable in Redis); one round
+// trip, one key, so Cluster-safe. Redis failing is StatusDatabaseError:
+// the login cannot go on without Redis anyway.
+func (c *Client) claimAlipayPhone(ctx context.Context, mobile, openID string) error {
+	mac := hmac.New(sha256.New, c.alipayPhoneKey)
+	mac.Write([]byte("mobile\x00" + mobile))
+	key := keyPrefix + "alipay_phone:" + c.appID + ":" + hex.EncodeToString(mac.Sum(nil)[:16])
+	mac.Reset()
+	mac.Write([]byte("user\x00" + openID))
+	holder := hex.EncodeToString(mac.Sum(nil)[:16])
+	var ok bool
+	err := await(ctx, func() (err error) {
+		ok, err = claimScript.Run(ctx, c.rdb, []string{key}, holder, alipayPhoneBinding.Milliseconds()).Bool()
+		return err
+	})
+	if err != nil {
+		return c.storageError(ctx, "binding the phone number failed", err)
+	}
+	if !ok {
+		return newError(StatusPhoneNumberError, StatusPhoneNumberError.Message()+": "+alipayPhoneCall+": the number was verified for another Alipay user", ErrAlipayPhoneClaimed)
+	}
+	return nil
 }
 
 // alipayAPIError wraps the failure of an Alipay call name in an *Error

@@ -53,8 +53,10 @@ const maxPhoneLen = 32
 // my.getPhoneNumber: it is verified with Config.AlipayPublicKey and
 // decrypted with Config.AESKey, without a call to Alipay; a refused
 // signature wraps ErrAlipaySignature, an error inside the response is an
-// *AlipayError, and CountryCode is "" (Alipay gives none). See
-// docs/alipay.md.
+// *AlipayError, and CountryCode is "" (Alipay gives none). Alipay's
+// response names no user and never expires: PhoneNumber returns the
+// number of any valid one and binds it to no one; record numbers with
+// AuthorizePhone. See docs/alipay.md.
 func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, error) {
 	if err := c.checkOpen(); err != nil {
 		return Phone{}, err
@@ -190,8 +192,13 @@ func validPhoneField(s string, plus bool) bool {
 //
 // On Alipay, loginCode is my.getAuthCode's auth code and phoneCode the
 // response of my.getPhoneNumber, as for PhoneNumber. Alipay's response
-// names no user, so nothing checks that the number is the logged-in
-// user's: docs/alipay.md says what that means for LinkByPhone.
+// names no user and is the same string each time for one number, so a
+// leaked one could be replayed: AuthorizePhone binds the number to the
+// first Alipay user of the app who logs in with it (for 90 days, renewed
+// by each of their phone logins, shared by every instance through
+// Redis), and another user presenting it fails with
+// StatusPhoneNumberError wrapping ErrAlipayPhoneClaimed, nothing
+// written. docs/alipay.md says what that leaves for LinkByPhone.
 func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (_ Result, err error) {
 	defer c.trackLogin(&ctx, "AuthorizePhone")(&err)
 	if err := c.checkOpen(); err != nil {

@@ -155,6 +155,8 @@ type platformConfig struct {
 	privateKey *rsa.PrivateKey // Config.PrivateKey; nil when not given
 	alipayKey  *rsa.PublicKey  // Config.AlipayPublicKey; nil when not given
 	aesKey     []byte          // Config.AESKey, decoded; nil when not given
+
+	alipayPhoneKey []byte // Alipay: hides the phone bindings' numbers and users (claimAlipayPhone)
 }
 
 // defaultAPIBase is the API server of p when Config.APIBase is "".
@@ -256,6 +258,7 @@ func newPlatformConfig(cfg *Config, base string, apiBase bool) (platformConfig, 
 			return pc, errors.New("mpauthx: Config.AESKey is not the base64 of a 16, 24 or 32-byte AES key")
 		}
 		pc.aesKey = k
+		pc.alipayPhoneKey = alipayPhoneKey(k, cfg.AppID)
 	}
 	return pc, nil
 }
@@ -297,7 +300,7 @@ func (c *Client) phone(ctx context.Context, phoneCode, openID string) (Phone, er
 	case DouyinMiniProgram:
 		return c.douyinPhone(ctx, phoneCode)
 	case AlipayMiniProgram:
-		return c.alipayPhone(phoneCode) // Alipay's response names no one: openID cannot be checked
+		return c.alipayPhone(ctx, phoneCode, openID) // the response names no one: the number is bound to openID
 	}
 	return Phone{}, errUnsupported(c.platform, callNames[callPhone])
 }

@@ -165,3 +165,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
+
+// claimScript binds a phone number verified by Alipay to one user of the
+// app (see claimAlipayPhone): KEYS[1] is the number's binding, ARGV[1]
+// the user logging in with it, ARGV[2] the binding's lifetime in ms. It
+// returns 0, changing nothing, when another user holds the number;
+// otherwise it stores ARGV[1] (renewing the lifetime) and returns 1.
+var claimScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)

@@ -145,9 +145,9 @@ type douyinPhonePlain struct {
 // header access-token) for the phone codes of Douyin users (PhoneCode):
 // {"err_no":0,"err_msg":"","data":"<base64>"}, where data is the phone
 // number, with the app's watermark, encrypted with RSA PKCS#1 v1.5 to
-// the app's PublicKey. An access-token that is not live gets the errcode
-// WeChat's APIs give (40001, 41001 or 42001) as err_no: Douyin's own
-// value is not documented where we looked.
+// the app's PublicKey. An access-token that is not live gets err_no
+// DouyinErrCodeInvalidToken (28001003), as third-party SDKs report it:
+// Douyin's own documentation we found does not say.
 func (s *Server) handleDouyinPhoneNumber(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	if s.fault(w, r, DouyinPhoneNumberPath) {
