@@ -84,7 +84,9 @@ func TestOpenTelemetry(t *testing.T) {
 	hide("o-otel-bad-code")
 	token(c.AuthorizePhone(ctx, code(), phoneCode()))
 	hide(wx.AccessToken())
-	wx.ExpireAccessToken()
+	// WeChat rejects a token that stable_token still hands out: one
+	// forced refresh.
+	wx.FailNextAt(mpauthxtest.PhoneNumberPath, 1, mpauthxtest.Fault{ErrCode: mpauthx.ErrCodeInvalidAccessToken})
 	if _, err := c.PhoneNumber(ctx, phoneCode()); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestOpenTelemetry(t *testing.T) {
 		{"GET /sns/jscode2session", "mpauthx.Authorize", "", "", false, 1},
 		{"POST /wxa/business/getuserphonenumber", "mpauthx.AuthorizePhone", "", "", false, 1},
 		{"POST /wxa/business/getuserphonenumber", "", "", "40001", true, 1}, // PhoneNumber's first try
-		{"POST /cgi-bin/stable_token", "", "", "", false, 2},                // the shared refreshes belong to no caller
+		{"POST /cgi-bin/stable_token", "", "", "", false, 3},                // the shared fetches belong to no caller: the first, normal mode, forced
 		{"POST /wxa/msg_sec_check", "", "", "87014", true, 1},
 	} {
 		n := 0
