@@ -239,6 +239,9 @@ func New(cfg Config) (*Client, error) {
 	case !cfg.Platform.known():
 		return nil, fmt.Errorf("mpauthx: Config.Platform %q is not one of the platforms", cfg.Platform)
 	}
+	if _, err := parseDataKeys(cfg.DataKeys); err != nil {
+		return nil, err
+	}
 	base := cfg.APIBase
 	if base == "" {
 		base = DefaultAPIBase

@@ -1,0 +1,244 @@
+package mpauthx
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Config.DataKeys: personal data sealed at rest in SQL.
+//
+// A data key is 32 random bytes. HKDF-SHA256 derives three things from
+// each, and from nothing else (not the AppSecret, not the AppID, so that
+// every app sharing the database opens the same values and an AppSecret
+// reset loses nothing): its ID, 6 bytes written as 8 characters of
+// base64url; a sealing key (AES-256-GCM, random 96-bit nonces); and an
+// index key (HMAC-SHA256). A value is stored as
+//
+//	sealed: "s1." <key ID> "." base64url(nonce || ciphertext || tag)
+//	index:  <key ID> "." base64url(HMAC(index key, column NUL value)[:16])
+//
+// The sealed value's associated data names its column and its row (the
+// user ID): one copied to another row or column does not open. The index
+// is a keyed blind index: it finds a row by the exact value without
+// holding it, and without the key it cannot be recomputed from a guess
+// (phone numbers are few enough to guess them all). It reveals which rows
+// hold equal values, which an exact-match lookup needs.
+//
+// The first key seals and indexes; every key opens, and a lookup
+// computes the index under every key (indexes), so that rows written
+// under an older key are found until they are sealed again under the
+// first: rotating keys loses nothing and logs nobody out.
+
+// dataKeyLen is the length of a data key, decoded.
+const dataKeyLen = 32
+
+// HKDF info labels of what a data key derives.
+const (
+	dataKeyIDLabel    = "mpauthx data key id v1"
+	dataKeySealLabel  = "mpauthx data seal v1"
+	dataKeyIndexLabel = "mpauthx data index v1"
+)
+
+// sealedPrefix starts every sealed value: its format's version. A value
+// without it was stored in clear (a phone number never starts so).
+const sealedPrefix = "s1."
+
+// dataKeyIDLen is the length of a key ID: 6 bytes in base64url.
+const dataKeyIDLen = 8
+
+// dataIndexLen is how many bytes of the HMAC an index keeps: 128 bits,
+// far more than an exact-match lookup needs to tell values apart.
+const dataIndexLen = 16
+
+// dataB64 is the encoding of key IDs, sealed values and indexes: base64url
+// without padding, which needs no quoting in SQL or logs.
+var dataB64 = base64.RawURLEncoding
+
+// The errors of dataKeys.open. None holds the value or a key.
+var (
+	errSealedMalformed = errors.New("mpauthx: a sealed value is malformed")
+	errSealedNoKey     = errors.New("mpauthx: a sealed value's data key is not in Config.DataKeys")
+	errSealedAltered   = errors.New("mpauthx: a sealed value does not open: altered, or moved to another row")
+)
+
+// dataKeys are Config.DataKeys, parsed. A nil *dataKeys means none:
+// values are kept in clear.
+type dataKeys struct {
+	keys []*dataKey // keys[0] seals and indexes
+}
+
+// dataKey is one data key's derived keys.
+type dataKey struct {
+	id    string // dataKeyIDLen characters
+	aead  cipher.AEAD
+	index []byte // the HMAC key
+}
+
+// parseDataKeys parses Config.DataKeys: nil for none. Each is the base64
+// (standard or URL alphabet, padded or not, white space around ignored)
+// of 32 bytes. Its errors name the key by its position in the list and
+// never quote it.
+func parseDataKeys(in []string) (*dataKeys, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	d := &dataKeys{}
+	seen := make(map[[dataKeyLen]byte]int, len(in))
+	for i, s := range in {
+		raw, ok := decodeDataKey(s)
+		if !ok {
+			return nil, fmt.Errorf("mpauthx: Config.DataKeys[%d] is not the base64 of %d bytes (make one with: openssl rand -base64 32)", i, dataKeyLen)
+		}
+		var k [dataKeyLen]byte
+		copy(k[:], raw)
+		if k == ([dataKeyLen]byte{}) {
+			return nil, fmt.Errorf("mpauthx: Config.DataKeys[%d] is all zero bytes, not a random key", i)
+		}
+		if j, dup := seen[k]; dup {
+			return nil, fmt.Errorf("mpauthx: Config.DataKeys[%d] repeats Config.DataKeys[%d]", i, j)
+		}
+		seen[k] = i
+		d.keys = append(d.keys, newDataKey(raw))
+	}
+	return d, nil
+}
+
+// decodeDataKey decodes a key written in any of the base64 variants, and
+// reports whether it is dataKeyLen bytes.
+func decodeDataKey(s string) ([]byte, bool) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if raw, err := enc.DecodeString(s); err == nil {
+			return raw, len(raw) == dataKeyLen
+		}
+	}
+	return nil, false
+}
+
+// newDataKey derives the keys of the data key raw.
+func newDataKey(raw []byte) *dataKey {
+	derive := func(label string, n int) []byte {
+		k, err := hkdf.Key(sha256.New, raw, nil, label, n)
+		if err != nil { // unreachable: far below HKDF-SHA256's limit
+			panic("mpauthx: hkdf: " + err.Error())
+		}
+		return k
+	}
+	block, err := aes.NewCipher(derive(dataKeySealLabel, 32))
+	if err != nil { // unreachable with a 32-byte key
+		panic("mpauthx: aes: " + err.Error())
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil { // unreachable with AES
+		panic("mpauthx: gcm: " + err.Error())
+	}
+	return &dataKey{
+		id:    dataB64.EncodeToString(derive(dataKeyIDLabel, 6)),
+		aead:  aead,
+		index: derive(dataKeyIndexLabel, 32),
+	}
+}
+
+// dataAD is the associated data of a value of column in the row rowID.
+func dataAD(column, rowID string) []byte {
+	return []byte("mpauthx data v1\x00" + column + "\x00" + rowID)
+}
+
+// seal returns plain sealed under the first key, bound to column and
+// rowID.
+func (d *dataKeys) seal(column, rowID, plain string) string {
+	k := d.keys[0]
+	blob := k.aead.Seal(nil, nil, []byte(plain), dataAD(column, rowID))
+	return sealedPrefix + k.id + "." + dataB64.EncodeToString(blob)
+}
+
+// open returns the value sealed under column and rowID by any of the
+// keys: errSealedMalformed for what seal did not make,
+// errSealedNoKey when its key is not listed, errSealedAltered when it
+// does not open.
+func (d *dataKeys) open(column, rowID, sealed string) (string, error) {
+	id, blob, err := parseSealed(sealed)
+	if err != nil {
+		return "", err
+	}
+	ad := dataAD(column, rowID)
+	found := false
+	for _, k := range d.keys {
+		if k.id != id {
+			continue
+		}
+		found = true // keep looking: two keys may share an ID (2^-48)
+		if plain, err := k.aead.Open(nil, nil, blob, ad); err == nil {
+			return string(plain), nil
+		}
+	}
+	if !found {
+		return "", errSealedNoKey
+	}
+	return "", errSealedAltered
+}
+
+// parseSealed splits a sealed value into its key ID and its sealed
+// bytes (nonce, ciphertext and tag).
+func parseSealed(s string) (keyID string, blob []byte, err error) {
+	rest, ok := strings.CutPrefix(s, sealedPrefix)
+	if !ok || len(rest) < dataKeyIDLen+1 || rest[dataKeyIDLen] != '.' {
+		return "", nil, errSealedMalformed
+	}
+	keyID = rest[:dataKeyIDLen]
+	if _, err := dataB64.DecodeString(keyID); err != nil {
+		return "", nil, errSealedMalformed
+	}
+	blob, err = dataB64.Strict().DecodeString(rest[dataKeyIDLen+1:])
+	if err != nil || len(blob) < 12+16 { // GCM's nonce and tag
+		return "", nil, errSealedMalformed
+	}
+	return keyID, blob, nil
+}
+
+// isSealed reports whether a stored value is sealed (as opposed to a
+// value kept in clear): it starts as seal's output does.
+func isSealed(s string) bool { return strings.HasPrefix(s, sealedPrefix) }
+
+// sealedByFirst reports whether the sealed value s is sealed under the
+// first key, so that rotation need not seal it again.
+func (d *dataKeys) sealedByFirst(s string) bool {
+	id, _, err := parseSealed(s)
+	return err == nil && id == d.keys[0].id
+}
+
+// index returns the blind index of value in column under the first key.
+func (d *dataKeys) index(column, value string) string {
+	return d.keys[0].indexOf(column, value)
+}
+
+// indexes returns the blind index of value in column under every key,
+// the first key's first: a lookup matches any of them.
+func (d *dataKeys) indexes(column, value string) []string {
+	out := make([]string, len(d.keys))
+	for i, k := range d.keys {
+		out[i] = k.indexOf(column, value)
+	}
+	return out
+}
+
+// indexOf is the blind index of value in column under k.
+func (k *dataKey) indexOf(column, value string) string {
+	m := hmac.New(sha256.New, k.index)
+	m.Write([]byte(column))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return k.id + "." + dataB64.EncodeToString(m.Sum(nil)[:dataIndexLen])
+}
+
+// firstID is the ID of the first key, which starts the indexes it
+// makes: an index that does not start with firstID() + "." was made
+// under another key.
+func (d *dataKeys) firstID() string { return d.keys[0].id }
