@@ -205,6 +205,7 @@ type Client struct {
 	cache              *localCache   // Config.LocalCache; nil when off
 	store              *store
 	log                *slog.Logger
+	skus               skuRegistry // registers the Sku for DeleteUser
 
 	closed    atomic.Bool
 	closeOnce sync.Once
