@@ -242,3 +242,43 @@ func (k *dataKey) indexOf(column, value string) string {
 // makes: an index that does not start with firstID() + "." was made
 // under another key.
 func (d *dataKeys) firstID() string { return d.keys[0].id }
+
+// phoneColumn names the phone number's column in its sealed values'
+// associated data and in its index.
+const phoneColumn = "user.phone"
+
+// phoneValues returns the values of the user table's phone, phoneSealed
+// and phoneIndex columns for userID's phone number: the number in phone
+// without data keys, else sealed and indexed under the first key. Each
+// is nil (NULL) when unused; all are nil for no number.
+func (d *dataKeys) phoneValues(userID, phone string) (clear, sealed, index any) {
+	switch {
+	case phone == "":
+		return nil, nil, nil
+	case d == nil:
+		return phone, nil, nil
+	}
+	return nil, d.seal(phoneColumn, userID, phone), d.index(phoneColumn, phone)
+}
+
+// readPhone returns userID's phone number from its stored columns: clear
+// ("" for none), else sealed opened with the keys. A sealed number
+// without keys, or that none of them opens, is an error.
+func (d *dataKeys) readPhone(userID, clear, sealed string) (string, error) {
+	switch {
+	case clear != "" || sealed == "":
+		return clear, nil
+	case d == nil:
+		return "", errSealedNoKey
+	}
+	return d.open(phoneColumn, userID, sealed)
+}
+
+// phoneIndexes returns the indexes a lookup of phone matches: one per
+// key, none without keys.
+func (d *dataKeys) phoneIndexes(phone string) []string {
+	if d == nil {
+		return nil
+	}
+	return d.indexes(phoneColumn, phone)
+}
