@@ -170,16 +170,51 @@ func (b *upsertBatcher) commit(batch []upsertReq) {
 // any caller's ctx (each caller waits on its own) but to b's, which close
 // cancels; SQLite's busy timeout bounds how long it waits for the write
 // lock.
+//
+// The transaction first begins as the *sql.DB's driver begins it:
+// deferred, unless its DSN says _txlock=immediate. A batch of returning
+// users only reads, and so never waits for the write lock while another
+// connection holds it (WAL lets reads go on). A deferred transaction that
+// has read and then writes is refused at once, without the busy timeout
+// ("database is locked"), when another connection to the file (another
+// process, another *sql.DB) committed in between: its snapshot is stale.
+// The batch then runs again in a transaction that takes the write lock
+// before it reads (see lockFirst), as BEGIN IMMEDIATE does, waiting up to
+// the busy timeout; no commit can come between its read and its write.
 func (b *upsertBatcher) run(batch []upsertReq) error {
+	begun, err := b.runTx(batch, false)
+	if begun && isBusy(err) && b.ctx.Err() == nil {
+		_, err = b.runTx(batch, true)
+	}
+	return err
+}
+
+// lockFirst takes SQLite's write lock in a transaction that has not read
+// yet, as BEGIN IMMEDIATE would: database/sql cannot send BEGIN IMMEDIATE
+// (BeginTx asks the driver, which sends its DSN's BEGIN), but a write
+// that changes no row takes the lock all the same, and waits for it up to
+// the busy timeout since no snapshot is held yet. It works on any *sql.DB
+// of go-sqlite3, the caller's own included.
+const lockFirst = `UPDATE user SET openId = openId WHERE 0`
+
+// runTx runs batch in one transaction, taking the write lock first when
+// lock is true. begun reports whether the transaction began (a BEGIN that
+// failed busy has already waited the busy timeout).
+func (b *upsertBatcher) runTx(batch []upsertReq, lock bool) (begun bool, err error) {
 	ctx := b.ctx
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return false, err
+	}
+	if lock {
+		if _, err := tx.ExecContext(ctx, lockFirst); err != nil {
+			return true, errors.Join(err, tx.Rollback())
+		}
 	}
 	for _, r := range batch {
 		if err := r.run(ctx, tx); err != nil {
-			return errors.Join(err, tx.Rollback())
+			return true, errors.Join(err, tx.Rollback())
 		}
 	}
-	return tx.Commit()
+	return true, tx.Commit()
 }

@@ -1,13 +1,18 @@
 package mpauthx
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,5 +223,260 @@ func TestUpsertBatcherOneBadRow(t *testing.T) {
 	var count int
 	if err := db.QueryRow(`SELECT count(*) FROM user`).Scan(&count); err != nil || count != n-1 {
 		t.Fatalf("rows = %d, %v; want %d", count, err, n-1)
+	}
+}
+
+// openCallerSQLite opens path as a caller might, without OpenSQLite: WAL
+// and a busy timeout, go-sqlite3's default deferred BEGIN and an unbounded
+// pool, with Schema's table.
+func openCallerSQLite(path string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=5000")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec(Schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// newUserLogins logs n new users in through s from workers goroutines,
+// each user's openID made of prefix and a number, and returns the
+// failures. Every other login brings a profile, as Authorize does.
+func newUserLogins(s *store, prefix string, n, workers int) []error {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []error
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				openID := fmt.Sprintf("%s-%d", prefix, i)
+				var u *UserInfo
+				if i%2 == 0 {
+					u = &UserInfo{NickName: openID}
+				}
+				id, err := s.login(context.Background(), Identity{Platform: WeChatMiniProgram, OpenID: openID}, u, "")
+				if err == nil && id != openID {
+					err = fmt.Errorf("login of %s returned user ID %q", openID, id)
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return failures
+}
+
+// wantUserRows fails t unless db's user table holds n rows.
+func wantUserRows(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	var rows int
+	if err := db.QueryRow(`SELECT count(*) FROM user`).Scan(&rows); err != nil || rows != n {
+		t.Fatalf("rows = %d, %v; want %d", rows, err, n)
+	}
+}
+
+// sharedFileLogins and sharedFileWorkers size the two-writer tests: each
+// of two stores logs sharedFileLogins/2 new users in.
+const sharedFileLogins, sharedFileWorkers = 1000, 8
+
+// TestTwoStoresOneSQLiteFile logs 1,000 new users in through two *sql.DB
+// on one SQLite file, as two instances of a service sharing the file do,
+// each with its own store and batcher. A batch reads the user table, then
+// writes it: begun deferred, its write is refused at once ("database is
+// locked", no busy wait) whenever the other store committed in between.
+// Every login must succeed, whether the *sql.DB comes from OpenSQLite or
+// from the caller's own DSN.
+func TestTwoStoresOneSQLiteFile(t *testing.T) {
+	for _, o := range []struct {
+		name string
+		open func(path string) (*sql.DB, error)
+	}{
+		{"OpenSQLite", OpenSQLite},
+		{"caller's DSN", openCallerSQLite},
+	} {
+		t.Run(o.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "shared.db")
+			var stores [2]*store
+			for i := range stores {
+				db, err := o.open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				if stores[i], err = newStore(context.Background(), db); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { stores[i].close() })
+			}
+			var failures [2][]error
+			var wg sync.WaitGroup
+			for i, s := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					failures[i] = newUserLogins(s, fmt.Sprint("o", i), sharedFileLogins/2, sharedFileWorkers)
+				}()
+			}
+			wg.Wait()
+			if all := append(failures[0], failures[1]...); len(all) > 0 {
+				t.Fatalf("%d of %d logins failed; first: %v", len(all), sharedFileLogins, all[0])
+			}
+			wantUserRows(t, stores[0].db, sharedFileLogins)
+		})
+	}
+}
+
+// envSharedFileChild, set to a SQLite file's path, makes this test binary
+// the second process of TestTwoProcessesOneSQLiteFile.
+const envSharedFileChild = "MPAUTHX_TEST_SHARED_SQLITE"
+
+// TestTwoProcessesOneSQLiteFile is TestTwoStoresOneSQLiteFile with two
+// processes, each with its own OpenSQLite *sql.DB: this test binary runs
+// itself again as the second. Both start their logins together (the child
+// waits for a line on its stdin) and every login must succeed.
+func TestTwoProcessesOneSQLiteFile(t *testing.T) {
+	if path := os.Getenv(envSharedFileChild); path != "" {
+		sharedFileChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "shared.db")
+	db, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := newStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestTwoProcessesOneSQLiteFile$", "-test.count=1")
+	child.Env = append(os.Environ(), envSharedFileChild+"="+path)
+	child.Stderr = os.Stderr
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !scanTo(lines, "ready") {
+		child.Wait()
+		t.Fatal("the child process did not get ready")
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	mine := newUserLogins(s, "parent", sharedFileLogins/2, sharedFileWorkers)
+	var report string
+	for lines.Scan() {
+		if r, ok := strings.CutPrefix(lines.Text(), "child: "); ok {
+			report = r
+		}
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child process: %v", err)
+	}
+	if len(mine) > 0 {
+		t.Errorf("%d of this process's %d logins failed; first: %v", len(mine), sharedFileLogins/2, mine[0])
+	}
+	if report != "0 failures" {
+		t.Errorf("the child process's %d logins: %q", sharedFileLogins/2, report)
+	}
+	wantUserRows(t, db, sharedFileLogins)
+}
+
+// sharedFileChild is the second process of TestTwoProcessesOneSQLiteFile:
+// it opens path, says "ready", waits for a line on stdin, logs its users
+// in and prints "child: N failures" (and the first).
+func sharedFileChild(path string) {
+	db, err := OpenSQLite(path)
+	if err != nil {
+		fmt.Println("child: open:", err)
+		return
+	}
+	defer db.Close()
+	s, err := newStore(context.Background(), db)
+	if err != nil {
+		fmt.Println("child: newStore:", err)
+		return
+	}
+	defer s.close()
+	fmt.Println("ready")
+	if !scanTo(bufio.NewScanner(os.Stdin), "go") {
+		fmt.Println("child: no go")
+		return
+	}
+	failures := newUserLogins(s, "child", sharedFileLogins/2, sharedFileWorkers)
+	if len(failures) == 0 {
+		fmt.Println("child: 0 failures")
+		return
+	}
+	fmt.Printf("child: %d failures; first: %v\n", len(failures), failures[0])
+}
+
+// scanTo reads lines until one is want, and reports whether it came.
+func scanTo(sc *bufio.Scanner, want string) bool {
+	for sc.Scan() {
+		if sc.Text() == want {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkNewUserLoginsSharedFile measures new-user logins (the batch's
+// read, then its write) on one SQLite file through one store, and through
+// two stores (two *sql.DB, as two processes) taking turns: the second
+// pays for batches that find the other store's commit and run again
+// holding the write lock.
+func BenchmarkNewUserLoginsSharedFile(b *testing.B) {
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("stores=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "shared.db")
+			stores := make([]*store, n)
+			for i := range stores {
+				db, err := OpenSQLite(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				if stores[i], err = newStore(context.Background(), db); err != nil {
+					b.Fatal(err)
+				}
+				defer stores[i].close()
+			}
+			var next atomic.Int64
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1)
+					openID := fmt.Sprint("o-", i)
+					if _, err := stores[i%int64(n)].login(context.Background(), Identity{Platform: WeChatMiniProgram, OpenID: openID}, nil, ""); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -33,9 +33,10 @@ const skuRegistryKey = keyPrefix + "skus"
 const skuRegisterEvery = time.Minute
 
 // userKeySuffixes end the Redis keys of a user and Sku,
-// mpauthx:{<userID>|<sku>}:<suffix>: the session, and the sealed session
-// key.
-var userKeySuffixes = []string{"session", "sk"}
+// mpauthx:{<userID>|<sku>}:<suffix>: the session, the hash of the sealed
+// session keys, and the sealed session key of versions before session
+// keys were kept per app (which an instance not yet upgraded may write).
+var userKeySuffixes = []string{"session", "sks", "sk"}
 
 // skuRegistry is a Client's registration of its Sku.
 type skuRegistry struct {

@@ -92,8 +92,13 @@ func ErrorResult(err error) Result {
 }
 
 // WeChatError is an errcode returned by WeChat's API, inside an HTTP 200.
-// The Client returns it wrapped in an *Error with code
-// StatusSessionKeyRequestError; find it with errors.As.
+// The Client returns it wrapped in the *Error of the call that failed:
+// StatusSessionKeyRequestError (6008) for code2session and checksession,
+// StatusAccessTokenError (6012) for stable_token, StatusPhoneNumberError
+// (6013) for getuserphonenumber. The other platforms' login and phone
+// APIs report their own error codes inside the same status codes (6008
+// for a login, 6013 for a phone number). Find it with errors.As, whatever
+// the outer code; Code gives the outer one.
 type WeChatError struct {
 	ErrCode int    // WeChat's errcode, such as ErrCodeCodeUsed
 	ErrMsg  string // WeChat's errmsg, with the app secret removed
@@ -119,6 +124,7 @@ const (
 // (stable_token, getuserphonenumber, checksession).
 const (
 	ErrCodeInvalidAccessToken   = 40001 // the access token is invalid or was replaced; mpauthx refreshes it
+	ErrCodeInvalidOpenID        = 40003 // the openid is unknown, or (getuserphonenumber) not the phone code's user
 	ErrCodeMalformedAccessToken = 40014 // the access token is not one; mpauthx refreshes it
 	ErrCodeAccessTokenExpired   = 42001 // the access token has expired; mpauthx refreshes it
 	ErrCodeDailyQuota           = 45009 // the API's daily quota is used up (such as 20 forced refreshes)
@@ -146,6 +152,8 @@ func weChatErrText(code int) string {
 		return "invalid access token"
 	case ErrCodeAccessTokenExpired:
 		return "access token expired"
+	case ErrCodeInvalidOpenID:
+		return "invalid openid"
 	case ErrCodeDailyQuota:
 		return "daily quota used up"
 	case ErrCodeSessionKeyInvalid:

@@ -93,6 +93,64 @@ func Example_phoneLoginHandler() {
 	// stable_token calls: 2
 }
 
+// ExampleClient_AuthorizePhone logs a user in with the two codes the mini
+// program sends together: wx.login's and the getPhoneNumber button's.
+func ExampleClient_AuthorizePhone() {
+	c, wx, done := exampleClient()
+	defer done()
+	ctx := context.Background()
+	wx.AddUser(mpauthxtest.User{OpenID: "o-dave", Phone: "13800138000"})
+
+	res, err := c.AuthorizePhone(ctx, wx.Code("o-dave"), wx.PhoneCode("o-dave"))
+	if err != nil {
+		fmt.Println("login failed:", mpauthx.ErrorResult(err).StatusMessage)
+		return
+	}
+	userID := c.ExtractOpenID(res.Response)
+	u, err := c.User(ctx, userID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(userID, u.Phone)
+
+	// The same user logging in with wx.login alone gets the same token.
+	again, err := c.AuthorizeCode(ctx, wx.Code("o-dave"))
+	fmt.Println(again.Response == res.Response, err)
+
+	// A 6001 names the field the mini program left empty.
+	_, err = c.AuthorizePhone(ctx, "", wx.PhoneCode("o-dave"))
+	fmt.Println(mpauthx.Code(err), mpauthx.ErrorResult(err).StatusMessage)
+	// Output:
+	// o-dave 13800138000
+	// true <nil>
+	// 6001 code is required
+}
+
+// ExampleClient_PhoneNumberOf exchanges a phone code for a user who is
+// logged in already: WeChat checks that the code is theirs.
+func ExampleClient_PhoneNumberOf() {
+	c, wx, done := exampleClient()
+	defer done()
+	ctx := context.Background()
+	wx.AddUser(mpauthxtest.User{OpenID: "o-erin", Phone: "13800138000"})
+	wx.AddUser(mpauthxtest.User{OpenID: "o-frank", Phone: "13900139000"})
+	if _, err := c.AuthorizeCode(ctx, wx.Code("o-erin")); err != nil {
+		log.Fatal(err)
+	}
+
+	// Behind the Middleware, the user ID is mpauthx.OpenIDFromContext's.
+	p, err := c.PhoneNumberOf(ctx, "o-erin", wx.PhoneCode("o-erin"))
+	fmt.Println(p.PurePhoneNumber, err)
+
+	// Another user's phone code, sent in erin's session, is refused.
+	_, err = c.PhoneNumberOf(ctx, "o-erin", wx.PhoneCode("o-frank"))
+	var we *mpauthx.WeChatError
+	fmt.Println(mpauthx.Code(err), errors.As(err, &we) && we.ErrCode == mpauthx.ErrCodeInvalidOpenID)
+	// Output:
+	// 13800138000 <nil>
+	// 6013 true
+}
+
 func ExampleClient_PhoneNumber() {
 	c, wx, done := exampleClient()
 	defer done()
@@ -128,8 +186,8 @@ func ExampleClient_AccessToken() {
 	errcode := callAPI(token)
 	fmt.Println("first try: errcode", errcode)
 	if errcode == mpauthx.ErrCodeInvalidAccessToken || errcode == mpauthx.ErrCodeAccessTokenExpired || errcode == mpauthx.ErrCodeMalformedAccessToken {
-		// One forced refresh for every caller and instance that saw
-		// the same token fail.
+		// One renewal for every caller and instance that saw the
+		// same token fail (forced only if WeChat hands it out again).
 		if token, err = c.RenewAccessToken(ctx, token); err != nil {
 			log.Fatal(err)
 		}

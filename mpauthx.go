@@ -11,12 +11,27 @@
 // Request handlers check tokens with Client.IsTokenValid or
 // Client.Middleware.
 //
-// AuthorizePhone, and PhoneNumber, use the app's access token, which
-// Client.AccessToken also hands out for WeChat's other server APIs: one per
-// app, shared by every instance through Redis and renewed by one instance
-// at a time. Every login keeps the user's session key, sealed, for
+// AuthorizePhone, PhoneNumber and PhoneNumberOf use the app's access
+// token, which Client.AccessToken also hands out for WeChat's other server
+// APIs: one per app, shared by every instance through Redis and renewed by
+// one instance at a time. Every login keeps the user's session key, sealed, for
 // Client.Decrypt (wx.getWeRunData and other encrypted payloads) and
 // Client.CheckSessionKey. See docs/phone-login.md.
+//
+// Config.Platform makes a Client serve another kind of app: a WeChat
+// official account or website (AuthURL, then AuthorizeCode with the OAuth
+// callback's code), or a QQ, Douyin or Alipay mini program. Clients that
+// share a DB, a Redis and a Sku share users and tokens, so one person is
+// one user whichever app they come through; docs/platforms.md lists which
+// calls each platform has and what its Config needs.
+//
+// Client.CallAPI calls any other of WeChat's server APIs with the app's access
+// token, renewing it once when WeChat rejects it. HTTPStatus maps a
+// call's error to the HTTP status to answer with (the Middleware's), and
+// the Middleware puts the caller's user ID and token in the request
+// context (UserIDFromContext, TokenFromContext). Client.Stats counts
+// logins, token checks and calls to WeChat, which Config.MeterProvider
+// and Config.TracerProvider export as OpenTelemetry metrics and spans.
 //
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
@@ -28,8 +43,14 @@
 // A Client is safe for concurrent use: create one with New and share it.
 // Package mpauthxtest is a fake WeChat for tests.
 //
+// Runnable examples (a whole login handler, the phone login, failures)
+// are in the repository's example_test.go and example_phone_test.go and
+// on https://pkg.go.dev/github.com/seeda8e74ca0/mpauthx#pkg-examples;
+// go doc does not print them.
+//
 // The repository's docs directory has the long-form pages: operations.md
-// (storage layout, Redis ACLs, several instances, failure behaviour),
+// (storage layout, Redis ACLs, several instances, failure behaviour,
+// metrics and traces),
 // phone-login.md, localcache.md and performance.md; SECURITY.md has the
 // threat model.
 package mpauthx
@@ -48,13 +69,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Client. AppID, AppSecret, Sku and DB are required;
 // the zero value of every other field means its default.
 type Config struct {
-	// AppID and AppSecret are the mini program's credentials (required).
-	// Read AppSecret from the environment or a secret store.
+	// AppID and AppSecret are the app's credentials (required; Alipay
+	// apps have no AppSecret and sign with PrivateKey instead). Read
+	// AppSecret from the environment or a secret store.
 	AppID     string
 	AppSecret string
 	// Sku names the product the tokens are for (required): at most 256
@@ -84,15 +108,20 @@ type Config struct {
 	// github.com/mattn/go-sqlite3 ("sqlite3") or
 	// github.com/jackc/pgx/v5/stdlib ("pgx"). The Client never closes it.
 	DB *sql.DB
-	// APIBase is WeChat's API server: "" means DefaultAPIBase. Set it to an
-	// mpauthxtest.Server's URL in tests.
+	// APIBase is the platform's API server: "" means the platform's own
+	// (DefaultAPIBase for WeChat, DefaultQQAPIBase, DefaultDouyinAPIBase
+	// and DefaultDouyinOpenAPIBase, DefaultAlipayAPIBase). When set, every
+	// endpoint of the platform is under it, AuthURL's page included: set
+	// it to an mpauthxtest.Server's URL in tests.
 	APIBase string
 	// HTTPClient calls WeChat: nil means a client with a
 	// DefaultHTTPTimeout timeout that keeps enough idle connections for
 	// many concurrent logins (Close closes them). Whichever client,
 	// redirects are not followed, since they would carry the AppSecret to
 	// another host: New uses a copy of yours that refuses them, and a 3xx
-	// reply fails the call like any reply other than 200.
+	// reply fails the call like any reply other than 200. The copy's
+	// transport wraps yours to count (Stats) and trace (TracerProvider)
+	// each request.
 	HTTPClient *http.Client
 	// Logger receives one line per failed call, never with a secret or a
 	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
@@ -127,32 +156,45 @@ type Config struct {
 	// numbers with it.
 	PrivateKey string
 	// AlipayPublicKey is Alipay's RSA public key (PEM or bare base64),
-	// which verifies every Alipay reply.
+	// which verifies every Alipay reply. An Alipay Client requires it and
+	// PrivateKey, RSA2 keys of 2048 bits or more (docs/alipay.md).
 	AlipayPublicKey string
 	// AESKey is Alipay's base64 content key, which decrypts the response
-	// of my.getPhoneNumber.
+	// of my.getPhoneNumber; an Alipay Client without it fails
+	// PhoneNumber and AuthorizePhone with StatusPhoneNumberError.
 	AESKey string
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person
 	// reaches one account across platforms. Off by default: numbers are
-	// recycled in China (docs/platforms.md).
+	// recycled in China (docs/identities.md).
 	LinkByPhone bool
 	// DataKeys seal personal data at rest (phone numbers): base64 of 32
 	// random bytes each; the first seals, all open, so keys can be
 	// rotated. Nil keeps phone numbers in clear (docs/operations.md).
 	DataKeys []string
+
+	// MeterProvider receives the Stats counters as OpenTelemetry metrics
+	// (observable counters, read when the SDK collects), and
+	// TracerProvider a span per login and per HTTP request to the
+	// platform; nil means otel's global providers, which do nothing
+	// until the application sets them. No attribute holds a secret, a
+	// token, a code, a phone number or a user's ID. docs/operations.md
+	// lists the metrics and wires them to Prometheus.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // String returns the Config without its secrets: AppSecret reads
-// REDACTED, RedisPassword, Redis, DB, HTTPClient and Logger are left out,
-// and the password of APIBase's userinfo is masked.
+// REDACTED; RedisPassword, PrivateKey, AESKey, DataKeys, Redis, DB,
+// HTTPClient and Logger are left out, and the password of APIBase's
+// userinfo is masked.
 //
 // fmt uses String (and GoString for %#v) when it prints a Config or
 // *Config, also one held in an exported field, a slice or a map; slog uses
 // LogValue when a Config or *Config is an attribute's value. Neither can
 // call methods on an unexported field: a struct of yours that keeps a
-// Config in an unexported field prints AppSecret and RedisPassword in
-// clear with %v or %+v, and so does slog. encoding/json uses none of these
+// Config in an unexported field prints AppSecret, RedisPassword,
+// PrivateKey and AESKey in clear with %v or %+v, and so does slog. encoding/json uses none of these
 // methods: json.Marshal of a Config, or of a struct holding one (as slog's
 // JSONHandler does with a struct attribute), includes the secrets. Do not
 // print or log such structs, or give them a String (and LogValue) method
@@ -188,6 +230,7 @@ type Client struct {
 	platform           Platform // never ""
 	linkByPhone        bool
 	ttl                time.Duration
+	apiBase            string // APIBase without a trailing '/'
 	sessionURL         string
 	stableTokenURL     string // WeChat's APIs that take the access token
 	phoneURL           string
@@ -203,8 +246,12 @@ type Client struct {
 	pipe               *pipeline     // coalesces the logins' scripts
 	checks             *checkBatcher // coalesces IsTokenValid's reads
 	cache              *localCache   // Config.LocalCache; nil when off
+	replicas           replicaWatch  // when a primary last listed a replica (replicate.go)
 	store              *store
 	log                *slog.Logger
+	platformConfig                 // the endpoints and keys of the other platforms
+	stats              *counters   // Stats
+	obs                *observer   // OpenTelemetry
 	skus               skuRegistry // registers the Sku for DeleteUser
 
 	closed    atomic.Bool
@@ -221,8 +268,6 @@ func New(cfg Config) (*Client, error) {
 	switch {
 	case cfg.AppID == "":
 		return nil, errors.New("mpauthx: Config.AppID is required")
-	case cfg.AppSecret == "":
-		return nil, errors.New("mpauthx: Config.AppSecret is required")
 	case cfg.Sku == "":
 		return nil, errors.New("mpauthx: Config.Sku is required")
 	case !validUserID(cfg.Sku):
@@ -240,16 +285,23 @@ func New(cfg Config) (*Client, error) {
 	case !cfg.Platform.known():
 		return nil, fmt.Errorf("mpauthx: Config.Platform %q is not one of the platforms", cfg.Platform)
 	}
+	if err := checkPlatform(&cfg); err != nil {
+		return nil, err
+	}
 	if _, err := parseDataKeys(cfg.DataKeys); err != nil {
 		return nil, err
 	}
 	base := cfg.APIBase
 	if base == "" {
-		base = DefaultAPIBase
+		base = defaultAPIBase(cfg.Platform)
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("mpauthx: Config.APIBase %q is not an http(s) URL without a query", redactURL(base))
+	}
+	pc, err := newPlatformConfig(&cfg, strings.TrimRight(base, "/"), cfg.APIBase != "")
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableCheckTimeout)
 	defer cancel()
@@ -257,6 +309,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.linkByPhone = cfg.LinkByPhone
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,
@@ -265,6 +318,7 @@ func New(cfg Config) (*Client, error) {
 		secret:          cfg.AppSecret,
 		sku:             cfg.Sku,
 		ttl:             cfg.TokenTTL,
+		apiBase:         base,
 		sessionURL:      base + "/sns/jscode2session",
 		stableTokenURL:  base + "/cgi-bin/stable_token",
 		phoneURL:        base + "/wxa/business/getuserphonenumber",
@@ -276,6 +330,8 @@ func New(cfg Config) (*Client, error) {
 		rdb:             cfg.Redis,
 		store:           st,
 		log:             cfg.Logger,
+		platformConfig:  pc,
+		stats:           newCounters(),
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -296,6 +352,10 @@ func New(cfg Config) (*Client, error) {
 			c.ownTransport.MaxIdleConnsPerHost = maxIdleWeChatConns
 			c.hc.Transport = c.ownTransport
 		}
+	}
+	if err := c.observe(cfg); err != nil {
+		st.close()
+		return nil, err
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -377,7 +437,7 @@ func (c *Client) Close() error {
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}
-		err = errors.Join(err, c.store.close())
+		err = errors.Join(err, c.store.close(), c.obs.close())
 		if c.ownRedis {
 			err = errors.Join(err, c.rdb.Close())
 		}
@@ -417,8 +477,7 @@ func (c *Client) logFailure(ctx context.Context, err error) {
 		return
 	}
 	level := slog.LevelWarn
-	var we *WeChatError
-	if code == StatusSessionKeyMissing || errors.As(err, &we) && (we.ErrCode == ErrCodeInvalidCode || we.ErrCode == ErrCodeCodeUsed) {
+	if code == StatusSessionKeyMissing || codeRejected(err) {
 		level = slog.LevelInfo
 	}
 	c.log.LogAttrs(ctx, level, "mpauthx: call failed",

@@ -41,21 +41,71 @@ const maxPhoneLen = 32
 // access token (see AccessToken), renewed once if WeChat rejects it.
 // Failures are StatusPhoneNumberError wrapping the cause (a *WeChatError
 // for an errcode, such as 40029 for an invalid or used code), also when
-// the reply's watermark names another app; StatusAccessTokenError when no
-// access token can be had. Use AuthorizePhone to log the user in with it.
+// the reply's watermark names another app or no app; StatusAccessTokenError
+// when no access token can be had. Use AuthorizePhone to log the user in
+// with it.
+//
+// PhoneNumber knows no user: the number is that of whoever the code came
+// from. Where the caller knows the user (a handler behind Middleware),
+// PhoneNumberOf has WeChat check that the code is theirs.
+//
+// On Alipay, phoneCode is the whole res.response string of
+// my.getPhoneNumber: it is verified with Config.AlipayPublicKey and
+// decrypted with Config.AESKey, without a call to Alipay; a refused
+// signature wraps ErrAlipaySignature, an error inside the response is an
+// *AlipayError, and CountryCode is "" (Alipay gives none). See
+// docs/alipay.md.
 func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, error) {
 	if err := c.checkOpen(); err != nil {
+		return Phone{}, err
+	}
+	if err := c.supports(callPhone); err != nil {
+		c.logFailure(ctx, err)
 		return Phone{}, err
 	}
 	if err := required("phoneCode", phoneCode); err != nil {
 		return Phone{}, err
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, "")
+	p, err := c.phone(ctx, phoneCode, "")
 	if err != nil {
 		c.logFailure(ctx, err)
 		return Phone{}, err
 	}
 	return p, nil
+}
+
+// PhoneNumberOf is PhoneNumber for the logged-in user userID (the user ID
+// of their token, as Middleware puts it in the request's context): it
+// sends WeChat the openid of the user's latest login, which has WeChat
+// check that phoneCode is that user's, as AuthorizePhone does. A code
+// another WeChat user's button gave fails with StatusPhoneNumberError
+// wrapping a *WeChatError with ErrCodeInvalidOpenID. The openid is kept
+// sealed beside the user's session key for as long as their token lives:
+// without it (the token expired or was revoked, or the user has not
+// logged in for this Sku) PhoneNumberOf fails with StatusSessionKeyMissing
+// and calls no WeChat API; the user must log in again. Other failures are
+// PhoneNumber's. It records nothing: AuthorizePhone stores the number.
+// It exists on a WeChat mini program only (StatusUnsupported elsewhere).
+func (c *Client) PhoneNumberOf(ctx context.Context, userID, phoneCode string) (Phone, error) {
+	if err := c.checkOpen(); err != nil {
+		return Phone{}, err
+	}
+	if c.platform != WeChatMiniProgram {
+		// Only WeChat's getuserphonenumber takes the openid to check.
+		return Phone{}, errUnsupported(c.platform, "PhoneNumberOf")
+	}
+	if err := required("userID", userID, "phoneCode", phoneCode); err != nil {
+		return Phone{}, err
+	}
+	openID, _, err := c.loadSessionKey(ctx, userID)
+	if err == nil {
+		var p Phone
+		if p, err = c.phoneNumber(ctx, phoneCode, openID); err == nil {
+			return p, nil
+		}
+	}
+	c.logFailure(ctx, err)
+	return Phone{}, err
 }
 
 // phoneNumber exchanges phoneCode, checked by WeChat to be openID's when
@@ -73,7 +123,8 @@ func (c *Client) phoneNumber(ctx context.Context, phoneCode, openID string) (Pho
 		if err != nil {
 			return c.cleanWeChatError(err, token, phoneCode)
 		}
-		if subtle.ConstantTimeCompare([]byte(appID), []byte(c.appID)) != 1 {
+		// A watermark without an appid is no proof either.
+		if appID == "" || subtle.ConstantTimeCompare([]byte(appID), []byte(c.appID)) != 1 {
 			return newError(StatusPhoneNumberError, "the phone number is not for this app", errWatermark)
 		}
 		return nil
@@ -126,23 +177,37 @@ func validPhoneField(s string, plus bool) bool {
 // <button open-type="getPhoneNumber">, sent together by the mini program.
 // AuthorizePhone exchanges loginCode with code2session (failures are
 // StatusSessionKeyRequestError), then phoneCode for the user's phone
-// number, which WeChat checks is this user's (StatusPhoneNumberError),
+// number, which WeChat checks is this user's (StatusPhoneNumberError;
+// Douyin's API has no such check, see docs/platforms.md),
 // records it (PurePhoneNumber) on the user's row, adding the row if
 // missing, and returns the user's token, shared as in Authorize. The
 // user ID is the same whichever login the user used first. On failure
 // the Result is ErrorResult(err), ready to be sent.
-func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
+//
+// An empty code is StatusRequiredParamsMissing whose message names the
+// field as the mini program sends it (see the README's handler): "code is
+// required" for loginCode, "phoneCode is required" for phoneCode.
+//
+// On Alipay, loginCode is my.getAuthCode's auth code and phoneCode the
+// response of my.getPhoneNumber, as for PhoneNumber. Alipay's response
+// names no user, so nothing checks that the number is the logged-in
+// user's: docs/alipay.md says what that means for LinkByPhone.
+func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (_ Result, err error) {
+	defer c.trackLogin(&ctx, "AuthorizePhone")(&err)
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
-	if err := required("loginCode", loginCode, "phoneCode", phoneCode); err != nil {
+	if err := c.supports(callPhone); err != nil {
+		return c.fail(ctx, err)
+	}
+	if err := required("code", loginCode, "phoneCode", phoneCode); err != nil {
 		return c.fail(ctx, err)
 	}
 	s, err := c.exchange(ctx, loginCode)
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	p, err := c.phoneNumber(ctx, phoneCode, s.openID)
+	p, err := c.phone(ctx, phoneCode, s.openID)
 	if err != nil {
 		return c.fail(ctx, err)
 	}

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 )
 
 // session is what code2session gives for a code. sessionKey is a secret: it
@@ -35,38 +33,14 @@ type sessionReply struct {
 // maxErrMsgLen caps the errmsg kept from a WeChat error.
 const maxErrMsgLen = 256
 
-// code2Session exchanges a wx.login code for the user's openid and
-// session_key. Every failure is an *Error with code
+// code2Session exchanges a wx.login (or qq.login) code for the user's
+// openid and session_key. Every failure is an *Error with code
 // StatusSessionKeyRequestError that wraps the cause: an *Error with a more
 // precise code for HTTP faults, a *WeChatError for an errcode, or ctx.Err().
 // errcode -1 (busy) is retried up to maxBusyRetries times, with backoff,
-// unless ctx's deadline would pass during the wait.
+// unless ctx's deadline would pass during the wait (see retryBusy).
 func (c *Client) code2Session(ctx context.Context, code string) (session, error) {
-	backoff := busyBackoff
-	for attempt := 0; ; attempt++ {
-		s, err := c.code2SessionOnce(ctx, code)
-		var we *WeChatError
-		if err == nil || !errors.As(err, &we) || we.ErrCode != ErrCodeBusy || attempt >= maxBusyRetries {
-			if err != nil {
-				return session{}, sessionError(err)
-			}
-			return s, nil
-		}
-		if d, ok := ctx.Deadline(); ok && time.Until(d) < backoff {
-			// ctx would end during the backoff: give up now.
-			return session{}, sessionError(fmt.Errorf("%w: %w", context.DeadlineExceeded, err))
-		}
-		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: WeChat busy, retrying code2session",
-			slog.Int("attempt", attempt+1), slog.Duration("backoff", backoff))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return session{}, sessionError(fmt.Errorf("%w: %w", ctx.Err(), err))
-		case <-t.C:
-		}
-		backoff *= 2
-	}
+	return c.retryBusy(ctx, "code2session", func() (session, error) { return c.code2SessionOnce(ctx, code) })
 }
 
 // sessionError wraps a code2session failure in a 6008 *Error whose message
@@ -94,7 +68,7 @@ func (c *Client) code2SessionOnce(ctx context.Context, code string) (session, er
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // let the connection be reused
-		return session{}, newError(StatusHTTPError, fmt.Sprintf("WeChat answered HTTP %d", resp.StatusCode), nil)
+		return session{}, newError(StatusHTTPError, fmt.Sprintf("%s answered HTTP %d", c.platformName(), resp.StatusCode), nil)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {

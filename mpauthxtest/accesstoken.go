@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/seeda8e74ca0/mpauthx"
 )
 
 // The paths of WeChat's server APIs the Server answers besides
@@ -19,17 +21,18 @@ const (
 	CheckSessionPath = "/wxa/checksession"
 )
 
-// Error codes of the server APIs, answered by the Server on its own.
+// Error codes of the server APIs, answered by the Server on its own. As
+// for code2session's, those that mpauthx also names are its constants.
 const (
-	ErrCodeInvalidAccessToken = 40001 // the access token is unknown or was ended
-	ErrCodeInvalidOpenID      = 40003 // the openid is not the code's user, or unknown
-	ErrCodeAccessTokenExpired = 42001 // the access token has expired
-	ErrCodeMissingAccessToken = 41001 // access_token is missing
-	ErrCodeRequirePOST        = 43002 // the API takes POST
-	ErrCodeDailyQuota         = 45009 // more than 20 forced refreshes today
-	ErrCodeBadJSON            = 47001 // the body is not the JSON expected
-	ErrCodeBadSigMethod       = 87008 // sig_method is not hmac_sha256
-	ErrCodeInvalidSignature   = 87009 // the signature is not by the user's current session key
+	ErrCodeInvalidAccessToken = mpauthx.ErrCodeInvalidAccessToken // the access token is unknown or was ended
+	ErrCodeInvalidOpenID      = mpauthx.ErrCodeInvalidOpenID      // the openid is not the code's user, or unknown
+	ErrCodeAccessTokenExpired = mpauthx.ErrCodeAccessTokenExpired // the access token has expired
+	ErrCodeMissingAccessToken = 41001                             // access_token is missing
+	ErrCodeRequirePOST        = 43002                             // the API takes POST
+	ErrCodeDailyQuota         = mpauthx.ErrCodeDailyQuota         // more than 20 forced refreshes today
+	ErrCodeBadJSON            = 47001                             // the body is not the JSON expected
+	ErrCodeBadSigMethod       = 87008                             // sig_method is not hmac_sha256
+	ErrCodeInvalidSignature   = mpauthx.ErrCodeSessionKeyInvalid  // the signature is not by the user's current session key
 )
 
 // WeChat's access token rules, as the Server applies them.
@@ -180,15 +183,12 @@ func (s *Server) handleStableToken(w http.ResponseWriter, r *http.Request) {
 	if !s.start(w, r, StableTokenPath, true, false) || !readJSON(w, r, &req) {
 		return
 	}
-	switch {
-	case req.GrantType != "client_credential":
+	if req.GrantType != "client_credential" {
 		writeErr(w, ErrCodeInvalidGrantType)
 		return
-	case req.AppID != s.AppID:
-		writeErr(w, ErrCodeInvalidAppID)
-		return
-	case req.Secret != s.AppSecret:
-		writeErr(w, ErrCodeInvalidSecret)
+	}
+	if _, code := s.credentials(req.AppID, req.Secret, platformWeChat, platformOA); code != 0 {
+		writeErr(w, code)
 		return
 	}
 	tok, code := s.stableToken(req.ForceRefresh)
@@ -318,7 +318,7 @@ func (s *Server) exchangePhone(code, openID string) (phoneInfo, int) {
 		full = "+" + cc + u.Phone
 	}
 	return phoneInfo{PhoneNumber: full, PurePhoneNumber: u.Phone, CountryCode: cc,
-		Watermark: watermark{Timestamp: now.Unix(), AppID: s.AppID}}, 0
+		Watermark: watermark{Timestamp: now.Unix(), AppID: s.appOf(u).AppID}}, 0
 }
 
 func (s *Server) handleCheckSession(w http.ResponseWriter, r *http.Request) {

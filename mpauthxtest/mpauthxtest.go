@@ -116,6 +116,17 @@
 //		})
 //	}
 //
+// One Server fakes every platform mpauthx serves, for as many apps as a
+// test adds with AddApp: the OAuth login of WeChat official accounts and
+// websites (OAuthAccessTokenPath, and the browser's pages, which
+// AuthCallback stands in for), QQ's code2session (Code2SessionPath, like
+// WeChat's) and Douyin's code2session and phone numbers
+// (DouyinCode2SessionPath, DouyinPhoneNumberPath, the data encrypted to
+// the app's PublicKey) and Alipay's gateway (AlipayGatewayPath, replies
+// signed by the fake Alipay; AlipayPhoneResponse). A User belongs to one app (User.AppID; "" is the
+// first app, NewServer's WeChat mini program), and a code works for its
+// user's app only. Point every Client's APIBase at the Server's URL.
+//
 // Codes and access tokens deliberately contain characters that must be
 // escaped in a URL query ('+' and '='), so a client that builds the query
 // string by hand without escaping fails every time rather than
@@ -131,23 +142,27 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/seeda8e74ca0/mpauthx"
 )
 
 // Code2SessionPath is the path the Server answers code2session on,
 // relative to Server.URL.
 const Code2SessionPath = "/sns/jscode2session"
 
-// Error codes the Server answers with on its own. Any other code can be
-// sent with a Fault.
+// Error codes the Server answers code2session with on its own. Any other
+// code can be sent with a Fault. Those that mpauthx also names are the
+// same constants (mpauthx.ErrCodeInvalidCode is ErrCodeInvalidCode), so a
+// test may use either package's; the others are mpauthxtest's alone.
 const (
-	ErrCodeSystemError      = -1    // "system error"
-	ErrCodeInvalidGrantType = 40002 // grant_type is not "authorization_code"
-	ErrCodeInvalidAppID     = 40013 // appid is not Server.AppID
-	ErrCodeInvalidCode      = 40029 // js_code is unknown
-	ErrCodeInvalidSecret    = 40125 // secret is not Server.AppSecret
-	ErrCodeCodeUsed         = 40163 // js_code was already exchanged
-	ErrCodeMissingCode      = 41008 // js_code is missing
-	ErrCodeRateLimited      = 45011 // "api minute-quota reach limit"
+	ErrCodeSystemError      = mpauthx.ErrCodeBusy          // "system error"; mpauthx retries it
+	ErrCodeInvalidGrantType = 40002                        // grant_type is not "authorization_code"
+	ErrCodeInvalidAppID     = mpauthx.ErrCodeInvalidAppID  // appid is not Server.AppID
+	ErrCodeInvalidCode      = mpauthx.ErrCodeInvalidCode   // js_code is unknown
+	ErrCodeInvalidSecret    = mpauthx.ErrCodeInvalidSecret // secret is not Server.AppSecret
+	ErrCodeCodeUsed         = mpauthx.ErrCodeCodeUsed      // js_code was already exchanged
+	ErrCodeMissingCode      = 41008                        // js_code is missing
+	ErrCodeRateLimited      = mpauthx.ErrCodeRateLimited   // "api minute-quota reach limit"
 )
 
 // errMsgs holds realistic messages for the known error codes. The server
@@ -187,14 +202,18 @@ type Server struct {
 	closeOnce sync.Once
 	requests  atomic.Int64
 
-	tokenRequests atomic.Int64 // stable_token requests
-	forced        atomic.Int64 // forced refreshes made
+	tokenRequests       atomic.Int64 // stable_token requests
+	forced              atomic.Int64 // forced refreshes made
+	clientTokenRequests atomic.Int64 // Douyin's client_token requests
 
-	mu     sync.Mutex
-	users  map[string]User       // by OpenID
-	codes  map[string]*codeState // by code
-	faults map[string][]Fault    // queue per path, front first
-	skew   time.Duration         // Advance's total: the server's clock runs ahead by it
+	mu       sync.Mutex
+	apps     map[string]*appState  // by AppID
+	appOrder []string              // AppIDs in the order added; the first is NewServer's
+	keysUsed int                   // RSA keys handed out by rsaKey
+	users    map[string]User       // by OpenID, unique across apps
+	codes    map[string]*codeState // by code
+	faults   map[string][]Fault    // queue per path, front first
+	skew     time.Duration         // Advance's total: the server's clock runs ahead by it
 
 	tokens     map[string]time.Time   // access token -> expiry; an ended token is deleted
 	current    string                 // the access token stable_token hands out
@@ -202,23 +221,36 @@ type Server struct {
 	forceDay   string                 // the day (Beijing time) forceCount counts
 	forceCount int                    // forced refreshes on forceDay
 	phoneCodes map[string]*phoneState // by phone code
+
+	clientTokens map[string]*clientTokens // Douyin's, by client_key (douyin_token.go)
+	api          apiRoutes                // HandleAPI's handlers (api.go)
 }
 
 // codeState is what the server knows about a login code.
 type codeState struct {
 	openID string
 	used   bool
+	scope  string // the OAuth scope it was handed out for; "" for Code's
 }
 
-// User is a registered WeChat user.
+// User is a registered user of one app.
 type User struct {
-	// OpenID identifies the user within the mini-program. It is required:
-	// AddUser panics when it is empty, as that is a mistake in the test.
+	// AppID is the app the user logs in through (see AddApp); "" means
+	// the Server's first app, the WeChat mini program of NewServer.
+	AppID string
+	// OpenID identifies the user within the app. It is required, and
+	// unique on the Server across apps (a person has another openid in
+	// each app, and shares a UnionID between the apps of one platform
+	// family): AddUser panics when it is empty, as that is a mistake in
+	// the test.
 	OpenID string
 	// UnionID is optional. When set, code2session returns it as
 	// "unionid" (unless OmitUnionIDInSession is true) and UserInfo
 	// includes it as "unionId".
 	UnionID string
+	// SnapshotUser makes the user of an official account a visitor of a
+	// snapshot page: sns/oauth2/access_token answers is_snapshotuser 1.
+	SnapshotUser bool
 	// OmitUnionIDInSession leaves the unionid out of code2session's
 	// reply, so that it is only found in the encrypted data, as happens
 	// for some users.
@@ -272,13 +304,15 @@ type Fault struct {
 	Body []byte
 }
 
-// NewServer starts and returns a new Server that accepts the given appid
-// and secret. The caller should call Close when finished, to shut it
-// down.
+// NewServer starts and returns a new Server whose first app is the WeChat
+// mini program with the given appid and secret; AddApp adds more. The
+// caller should call Close when finished, to shut it down.
 func NewServer(appID, appSecret string) *Server {
 	s := &Server{
 		AppID:      appID,
 		AppSecret:  appSecret,
+		apps:       map[string]*appState{appID: {App: App{Platform: platformWeChat, AppID: appID, AppSecret: appSecret}}},
+		appOrder:   []string{appID},
 		closed:     make(chan struct{}),
 		users:      make(map[string]User),
 		codes:      make(map[string]*codeState),
@@ -287,13 +321,10 @@ func NewServer(appID, appSecret string) *Server {
 		phoneCodes: make(map[string]*phoneState),
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc(Code2SessionPath, s.handleCode2Session)
-	mux.HandleFunc(StableTokenPath, s.handleStableToken)
-	mux.HandleFunc(PhoneNumberPath, s.handlePhoneNumber)
-	mux.HandleFunc(CheckSessionPath, s.handleCheckSession)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.NotFound(w, r)
-	})
+	for path, e := range endpoints {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { e.handle(s, w, r) })
+	}
+	mux.HandleFunc("/", s.serveAPI) // HandleAPI's paths (api.go), else 404
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
 	return s
@@ -311,7 +342,8 @@ func (s *Server) Close() {
 
 // AddUser registers u, replacing any user with the same OpenID, and
 // returns it with SessionKey filled in. Codes already handed out for the
-// OpenID stay valid. It panics if u.OpenID is empty.
+// OpenID stay valid. It panics if u.OpenID is empty or u.AppID names no
+// app added.
 func (s *Server) AddUser(u User) User {
 	if u.OpenID == "" {
 		panic("mpauthxtest: AddUser: User.OpenID is empty")
@@ -320,8 +352,11 @@ func (s *Server) AddUser(u User) User {
 		u.SessionKey = newSessionKey()
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.apps[u.AppID]; u.AppID != "" && !ok {
+		panic(fmt.Sprintf("mpauthxtest: AddUser: unknown app %q (see AddApp)", u.AppID))
+	}
 	s.users[u.OpenID] = u
-	s.mu.Unlock()
 	return u
 }
 
@@ -334,18 +369,24 @@ func (s *Server) User(openID string) (User, bool) {
 	return u, ok
 }
 
-// user returns the registered user or panics, naming the caller.
-func (s *Server) user(caller, openID string) User {
-	u, ok := s.User(openID)
+// user returns the registered user and its app, or panics, naming the
+// caller.
+func (s *Server) user(caller, openID string) (User, App) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[openID]
 	if !ok {
 		panic(fmt.Sprintf("mpauthxtest: %s: unknown user %q", caller, openID))
 	}
-	return u
+	return u, s.appOf(u).App
 }
 
 // Code returns a fresh login code for the registered user, as wx.login
-// would give the mini-program. The code can be exchanged successfully
-// once; later exchanges get errcode 40163. Codes are random printable
+// would give the mini-program (or tt.login, my.getAuthCode, or the
+// callback of an official account's or website's OAuth login, for users
+// of such apps). The code can be exchanged successfully once, by the
+// user's app only; later exchanges get errcode 40163 (or the platform's
+// equivalent). Codes are random printable
 // ASCII that never contains '|' but always contains characters that need
 // escaping in a URL query. Code panics if the user is unknown.
 func (s *Server) Code(openID string) string {
@@ -383,14 +424,15 @@ type watermark struct {
 }
 
 // UserInfo returns the user's profile as a mini-program receives it from
-// wx.getUserInfo: JSON with openId, the profile fields, unionId (when the
-// user has one) and a watermark holding s.AppID and the current Unix
+// wx.getUserInfo (or tt.getUserInfo, qq.getUserInfo): JSON with openId,
+// the profile fields, unionId (when the user has one) and a watermark
+// holding the AppID of the user's app and the current Unix
 // time, encrypted with AES-128-CBC under the user's current SessionKey
 // and a fresh random iv, with PKCS#7 padding. Both results are base64
 // (standard encoding). It panics if the user is unknown or the user's
 // SessionKey is not base64 of 16 bytes.
 func (s *Server) UserInfo(openID string) (encryptedData, iv string) {
-	u := s.user("UserInfo", openID)
+	u, app := s.user("UserInfo", openID)
 	plain, err := json.Marshal(userInfo{
 		OpenID:    u.OpenID,
 		NickName:  u.NickName,
@@ -401,7 +443,7 @@ func (s *Server) UserInfo(openID string) (encryptedData, iv string) {
 		Country:   u.Country,
 		AvatarURL: u.AvatarURL,
 		UnionID:   u.UnionID,
-		Watermark: watermark{Timestamp: time.Now().Unix(), AppID: s.AppID},
+		Watermark: watermark{Timestamp: time.Now().Unix(), AppID: app.AppID},
 	})
 	if err != nil {
 		panic("mpauthxtest: UserInfo: " + err.Error())
@@ -416,7 +458,7 @@ func (s *Server) UserInfo(openID string) (encryptedData, iv string) {
 // handled. It panics if the user is unknown or the user's SessionKey is
 // not base64 of 16 bytes.
 func (s *Server) EncryptFor(openID string, plaintext []byte) (encryptedData, iv string) {
-	u := s.user("EncryptFor", openID)
+	u, _ := s.user("EncryptFor", openID)
 	return encryptCBC(u.SessionKey, plaintext)
 }
 
@@ -426,16 +468,16 @@ func (s *Server) FailNext(n int, f Fault) {
 	s.FailNextAt(Code2SessionPath, n, f)
 }
 
-// FailNextAt makes the next n requests to path (Code2SessionPath,
-// StableTokenPath, PhoneNumberPath or CheckSessionPath) get f instead of
-// the normal answer. Calls append to the path's queue: after
-// FailNextAt(p, 1, a) and FailNextAt(p, 2, b) the next three requests to
-// p get a, b and b. It does nothing when n <= 0 and panics for another
-// path, as that is a mistake in the test.
+// FailNextAt makes the next n requests to path (one of the Server's
+// *Path constants, such as Code2SessionPath, StableTokenPath or
+// DouyinCode2SessionPath) get f instead of the normal answer, whichever
+// app they are for; on the endpoints of other platforms, f.ErrCode is
+// written in the platform's shape (Douyin's err_no, ...). Calls append
+// to the path's queue: after FailNextAt(p, 1, a) and FailNextAt(p, 2, b)
+// the next three requests to p get a, b and b. It does nothing when
+// n <= 0 and panics for another path, as that is a mistake in the test.
 func (s *Server) FailNextAt(path string, n int, f Fault) {
-	switch path {
-	case Code2SessionPath, StableTokenPath, PhoneNumberPath, CheckSessionPath:
-	default:
+	if _, ok := endpoints[path]; !ok {
 		panic(fmt.Sprintf("mpauthxtest: FailNextAt: unknown path %q", path))
 	}
 	if n <= 0 {
@@ -513,6 +555,10 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request, path string) bool
 	case f.Body != nil:
 		body = f.Body
 	case f.ErrCode != 0:
+		if eb := endpoints[path].errBody; eb != nil {
+			body = eb(f.ErrCode, f.ErrMsg)
+			break
+		}
 		msg := f.ErrMsg
 		if msg == "" {
 			msg = defaultErrMsg(f.ErrCode)
@@ -539,6 +585,15 @@ type apiError struct {
 	ErrMsg  string `json:"errmsg"`
 }
 
+func init() {
+	addEndpoint(Code2SessionPath, (*Server).handleCode2Session, nil)
+	addEndpoint(StableTokenPath, (*Server).handleStableToken, nil)
+	addEndpoint(PhoneNumberPath, (*Server).handlePhoneNumber, nil)
+	addEndpoint(CheckSessionPath, (*Server).handleCheckSession, nil)
+}
+
+// handleCode2Session answers code2session for WeChat and QQ mini
+// programs, whose APIs are the same.
 func (s *Server) handleCode2Session(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	w.Header().Set("Content-Type", "text/plain")
@@ -556,33 +611,20 @@ func (s *Server) handleCode2Session(w http.ResponseWriter, r *http.Request) {
 	w.Write(mustJSON(sess))
 }
 
-// exchange checks a code2session request and, when it is valid, uses up
-// the code. It returns the session or a non-zero WeChat error code.
+// exchange checks a code2session request of a WeChat or QQ mini program
+// and, when it is valid, uses up the code. It returns the session or a
+// non-zero WeChat error code.
 func (s *Server) exchange(appID, secret, grantType, jsCode string) (session, int) {
-	switch {
-	case appID != s.AppID:
-		return session{}, ErrCodeInvalidAppID
-	case secret != s.AppSecret:
-		return session{}, ErrCodeInvalidSecret
-	case grantType != "authorization_code":
+	if _, code := s.credentials(appID, secret, platformWeChat, platformQQ); code != 0 {
+		return session{}, code
+	}
+	if grantType != "authorization_code" {
 		return session{}, ErrCodeInvalidGrantType
-	case jsCode == "":
-		return session{}, ErrCodeMissingCode
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.codes[jsCode]
-	if !ok {
-		return session{}, ErrCodeInvalidCode
+	u, code := s.useCode(appID, jsCode)
+	if code != 0 {
+		return session{}, code
 	}
-	if c.used {
-		return session{}, ErrCodeCodeUsed
-	}
-	u, ok := s.users[c.openID]
-	if !ok { // cannot happen: users are never removed
-		return session{}, ErrCodeInvalidCode
-	}
-	c.used = true
 	sess := session{OpenID: u.OpenID, SessionKey: u.SessionKey}
 	if !u.OmitUnionIDInSession {
 		sess.UnionID = u.UnionID

@@ -1,18 +1,19 @@
 // Command mpauthx-demo shows mpauthx logging a WeChat mini-program user in,
-// with nothing to install: it runs an embedded Redis (miniredis), a SQLite
-// file in a temporary directory (removed at exit) and a fake WeChat
+// and the same person through a WeChat official account as one user, with
+// nothing to install: it runs an embedded Redis (miniredis), a SQLite file
+// in a temporary directory (removed at exit) and a fake WeChat
 // (mpauthxtest), all inside the process.
 //
 // Usage:
 //
 //	go run ./cmd/mpauthx-demo                        # walk through a login, step by step
-//	go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080 # serve /login, /refresh and /me for curl
+//	go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080 # serve /login, /refresh, /logout and /me for curl
 //	go run ./cmd/mpauthx-demo -redis 127.0.0.1:6379  # use a real Redis instead of miniredis
 //
 // -redis also takes a Redis Cluster: one node's address (the cluster is
 // detected) or several comma-separated seed addresses. On a real Redis the
 // demo only touches keys of its own Sku, mpauthx:{<user>|demo}:session and
-// :sk, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
+// :sks, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
 // which expire by themselves; the walkthrough revokes the tokens it made.
 //
 // With -listen it serves:
@@ -23,11 +24,22 @@
 //	POST /login/phone  JSON or form body {code, phoneCode}: AuthorizePhone, the
 //	                phone-number login; replies with the Result JSON
 //	POST /refresh   behind the Middleware: rotates the caller's own token
+//	POST /logout    behind the Middleware: revokes the caller's token
 //	GET  /me        behind the Middleware: {"openid": "<user ID>"}
+//	GET  /debug/stats  the Client's Stats as JSON (logins by outcome,
+//	                checks, calls to WeChat, access token renewals)
 //	GET  /dev/code  ?openid=X: registers a fake WeChat user and returns a fresh
 //	                login code with its encryptedData and iv, and a phone code
 //	                (demo only: it stands in for wx.login and the
-//	                getPhoneNumber button in the mini program)
+//	                getPhoneNumber button in the mini program); it also
+//	                registers oa-X, the same person in the official account
+//	GET  /oa/login  the official account's login: a random state in a cookie,
+//	                then a redirect to AuthURL (the fake WeChat's page, which
+//	                lists the account's users; ?as=oa-X picks one, standing in
+//	                for the person tapping Allow)
+//	GET  /oa/callback  where WeChat sends the browser back: compares the
+//	                callback's state with the cookie's, then AuthorizeCode
+//	                with the callback's code; replies with the Result JSON
 //
 // /dev/code lets whoever reaches the port log in as any user it names, so
 // listen on a loopback address; the demo warns when it does not.
@@ -40,6 +52,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -50,6 +63,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,13 +83,12 @@ import (
 const (
 	demoSku        = "demo"
 	demoAppID      = "wx-demo-app"
+	demoOAAppID    = "wx-demo-oa" // the official account, of the same Open Platform account
+	stateCookie    = "mpauthx_demo_oauth_state"
 	envPassword    = "MPAUTHX_REDIS_PASSWORD"
 	shutdownGrace  = 5 * time.Second
 	maxLoginBody   = 64 << 10
 	defaultTimeout = 2 * time.Second
-	// errCodeInvalidOpenID is getuserphonenumber's errcode for a phone
-	// code of another user than the login code's.
-	errCodeInvalidOpenID = 40003
 )
 
 func main() {
@@ -183,7 +196,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	redisAddr := fs.String("redis", "", "use the Redis at `host:port` instead of an embedded miniredis; a Redis Cluster\nnode is detected, and comma-separated addresses are taken as cluster seeds")
 	fs.StringVar(&o.redisPassword, "redis-password", "", "password of the -redis server (default $"+envPassword+")")
 	fs.DurationVar(&o.redisTimeout, "redis-timeout", defaultTimeout, "how long to wait for the -redis server to answer PING")
-	fs.StringVar(&o.listen, "listen", "", "serve /login, /refresh, /me and /dev/code over HTTP on `host:port` (e.g. 127.0.0.1:8080)\ninstead of walking through a login")
+	fs.StringVar(&o.listen, "listen", "", "serve /login, /refresh, /logout, /me, /debug/stats and /dev/code over HTTP on `host:port` (e.g. 127.0.0.1:8080)\ninstead of walking through a login")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: mpauthx-demo [-listen host:port] [-redis host:port[,host:port...] [-redis-password pw]]\n\n"+
 			"Logs a simulated WeChat user in with mpauthx and prints each step, or with -listen\n"+
@@ -261,8 +274,9 @@ type demo struct {
 	rdb     redis.UniversalClient
 	db      *sql.DB
 	dbPath  string
-	c       *mpauthx.Client
-	closers []func() // run in reverse order by close
+	c       *mpauthx.Client // the mini program's
+	oa      *mpauthx.Client // the official account's: same DB, Redis and Sku
+	closers []func()        // run in reverse order by close
 	step    int
 
 	devMu sync.Mutex // serialises /dev/code's registration of users
@@ -300,7 +314,7 @@ func setup(ctx context.Context, o options, out io.Writer, stderr io.Writer) (_ *
 	d.wx = mpauthxtest.NewServer(demoAppID, rand.Text())
 	d.closers = append(d.closers, d.wx.Close)
 
-	d.c, err = mpauthx.New(mpauthx.Config{
+	cfg := mpauthx.Config{
 		AppID:     d.wx.AppID,
 		AppSecret: d.wx.AppSecret,
 		Sku:       demoSku,
@@ -308,16 +322,27 @@ func setup(ctx context.Context, o options, out io.Writer, stderr io.Writer) (_ *
 		DB:        d.db,
 		APIBase:   d.wx.URL,
 		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}
+	d.c, err = mpauthx.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { d.c.Close() })
 
+	// The official account: another app, another Client, the same DB,
+	// Redis and Sku, so the same users and tokens.
+	oa := d.wx.AddApp(mpauthxtest.App{Platform: string(mpauthx.WeChatOfficialAccount), AppID: demoOAAppID, AppSecret: rand.Text()})
+	cfg.Platform, cfg.AppID, cfg.AppSecret = mpauthx.WeChatOfficialAccount, oa.AppID, oa.AppSecret
+	d.oa, err = mpauthx.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { d.oa.Close() })
+
 	fmt.Fprintf(out, "mpauthx demo: everything below runs in this process; nothing talks to the real WeChat.\n")
 	fmt.Fprintf(out, "  Redis:  %s\n", redisDesc)
 	fmt.Fprintf(out, "  SQLite: %s (removed at exit)\n", d.dbPath)
-	fmt.Fprintf(out, "  WeChat: fake code2session at %s (mpauthxtest), appid %s\n", d.wx.URL, d.wx.AppID)
+	fmt.Fprintf(out, "  WeChat: fake code2session at %s (mpauthxtest), appid %s; official account %s\n", d.wx.URL, d.wx.AppID, demoOAAppID)
 	return d, nil
 }
 
@@ -417,6 +442,7 @@ func (d *demo) linef(format string, args ...any) {
 func (d *demo) walkthrough(ctx context.Context) error {
 	u := d.wx.AddUser(mpauthxtest.User{
 		OpenID:   "oDemo-" + rand.Text()[:12], // unique, so runs sharing a real Redis never meet
+		UnionID:  "uDemo-" + rand.Text()[:12], // the person across the apps of one Open Platform account
 		NickName: "Alice", City: "Guangzhou", Province: "Guangdong",
 		Country: "CN", Language: "zh_CN", Gender: 2, Phone: "13800138000",
 	})
@@ -504,6 +530,9 @@ func (d *demo) walkthrough(ctx context.Context) error {
 	if err := d.phoneLogin(ctx, u, userID); err != nil {
 		return err
 	}
+	if err := d.officialAccount(ctx, u, userID); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(d.out, "\nDone: every step behaved as documented.\nNext: go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080   (an HTTP API to try with curl)\n")
 	return nil
@@ -578,6 +607,62 @@ func (d *demo) phoneLogin(ctx context.Context, u mpauthxtest.User, userID string
 		return fmt.Errorf("step %d: Decrypt after RevokeToken = %v, want status 6014", d.step, err)
 	}
 	d.linef("-> c.Decrypt now: status_code %d %q", mpauthx.Code(err), mpauthx.ErrorResult(err).StatusMessage)
+	return nil
+}
+
+// officialAccount logs the same person in through the official account:
+// AuthURL, the callback's state and code, and one user ID.
+func (d *demo) officialAccount(ctx context.Context, u mpauthxtest.User, userID string) error {
+	oaUser := d.wx.AddUser(mpauthxtest.User{AppID: demoOAAppID, OpenID: "oOA-" + rand.Text()[:12], UnionID: u.UnionID})
+	const redirect = "https://example.com/wechat/callback"
+	state := rand.Text()
+	d.stepf("The same person opens your official account's pages in WeChat. Your login route keeps a")
+	d.linef("random state in a cookie and sends the browser to oa.AuthURL(redirectURI, state):")
+	authURL := d.oa.AuthURL(redirect, state)
+	d.linef("%s", authURL)
+
+	back, err := d.wx.AuthCallback(authURL, oaUser.OpenID)
+	if err != nil {
+		return fmt.Errorf("step %d, the fake WeChat's page: %w", d.step, err)
+	}
+	cb, err := url.Parse(back)
+	if err != nil {
+		return fmt.Errorf("step %d, the callback: %w", d.step, err)
+	}
+	d.stepf("WeChat sends the browser back; the callback compares its state with the cookie's:")
+	d.linef("%s", back)
+	if subtle.ConstantTimeCompare([]byte(cb.Query().Get("state")), []byte(state)) != 1 {
+		return fmt.Errorf("step %d: the callback's state is not the cookie's", d.step)
+	}
+	d.linef("-> state matches: true  (a mismatch is someone else's code: refuse it)")
+
+	d.stepf("res, err := oa.AuthorizeCode(ctx, callbackCode)  (oa: the official account's Client)")
+	res, err := d.oa.AuthorizeCode(ctx, cb.Query().Get("code"))
+	if err != nil {
+		return fmt.Errorf("step %d, AuthorizeCode: %w", d.step, err)
+	}
+	if id := d.oa.ExtractOpenID(res.Response); id != userID {
+		return fmt.Errorf("step %d: the official account logged in %q, want the mini program's %q", d.step, id, userID)
+	}
+	d.linef("-> status_code %d %q", res.StatusCode, res.StatusMessage)
+	d.linef("-> the same user ID as in the mini program: %s  (their shared unionid links them)", userID)
+	if ok, err := d.c.IsTokenValid(ctx, res.Response); err != nil || !ok {
+		return fmt.Errorf("step %d: the mini program's Client does not accept the token: %t, %v", d.step, ok, err)
+	}
+	d.linef("   the mini program's Client accepts the token too: one Sku, one session")
+
+	d.stepf("c.User(ctx, %q).Identities", userID)
+	user, err := d.c.User(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("step %d, User: %w", d.step, err)
+	}
+	for _, id := range user.Identities {
+		d.linef("-> %s app %s openid %s", id.Platform, id.AppID, id.OpenID)
+	}
+	d.linef("   (every app the person has logged in through; docs/platforms.md has the rules)")
+	if err := d.c.RevokeToken(ctx, res.Response); err != nil {
+		return fmt.Errorf("step %d, RevokeToken: %w", d.step, err)
+	}
 	return nil
 }
 
@@ -666,11 +751,18 @@ Try it with curl from another terminal:
   NEW=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" {base}/refresh | {response}); echo "$NEW"
   curl -s -H "Authorization: Bearer $TOKEN" {base}/me
   curl -s -H "Authorization: Bearer $NEW" {base}/me
-  # 5. the code-only login (AuthorizeCode), with a form body
+  # 5. log out: the token now gets 401
+  curl -s -X POST -H "Authorization: Bearer $NEW" {base}/logout
+  curl -s -H "Authorization: Bearer $NEW" {base}/me
+  # 6. the code-only login (AuthorizeCode), with a form body
   CODE=$(curl -s '{base}/dev/code?openid=o-bob' | sed -E 's/.*"code":"([^"]*)".*/\1/')
   curl -s --data-urlencode "code=$CODE" {base}/login
-  # 6. the phone-number login (AuthorizePhone): a login code and a phone code
+  # 7. the phone-number login (AuthorizePhone): a login code and a phone code
   curl -s '{base}/dev/code?openid=o-carol' | curl -s -H 'Content-Type: application/json' -d @- {base}/login/phone
+  # 8. the official account's login (AuthURL, a state cookie, the callback); or open {base}/oa/login in a browser
+  curl -s -L -c /tmp/mpauthx-demo-jar -b /tmp/mpauthx-demo-jar '{base}/oa/login?as=oa-o-alice'
+  # 9. the counters: logins by outcome, checks, calls to WeChat
+  curl -s {base}/debug/stats
 `)
 }
 
@@ -680,8 +772,12 @@ func (d *demo) routes() http.Handler {
 	mux.HandleFunc("POST /login", d.handleLogin)
 	mux.HandleFunc("POST /login/phone", d.handleLoginPhone)
 	mux.Handle("POST /refresh", d.c.Middleware(http.HandlerFunc(d.handleRefresh)))
+	mux.Handle("POST /logout", d.c.Middleware(http.HandlerFunc(d.handleLogout)))
 	mux.Handle("GET /me", d.c.Middleware(http.HandlerFunc(d.handleMe)))
+	mux.HandleFunc("GET /debug/stats", d.handleStats)
 	mux.HandleFunc("GET /dev/code", d.handleDevCode)
+	mux.HandleFunc("GET /oa/login", d.handleOALogin)
+	mux.HandleFunc("GET /oa/callback", d.handleOACallback)
 	return logRequests(d.out, mux)
 }
 
@@ -710,7 +806,7 @@ func (d *demo) handleLogin(w http.ResponseWriter, r *http.Request) {
 	} else {
 		res, err = d.c.Authorize(r.Context(), req.Code, req.EncryptedData, req.IV)
 	}
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // handleLoginPhone logs a user in with a login code and a phone code
@@ -721,7 +817,7 @@ func (d *demo) handleLoginPhone(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := d.c.AuthorizePhone(r.Context(), req.Code, req.PhoneCode)
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // readLogin reads a JSON (Content-Type application/json) or form body, or
@@ -766,18 +862,38 @@ func parseLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 // handleRefresh rotates the token of the caller, whom the Middleware has
 // authenticated: a user can only ever refresh their own token.
 func (d *demo) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	userID, ok := mpauthx.OpenIDFromContext(r.Context())
+	userID, ok := mpauthx.UserIDFromContext(r.Context())
 	if !ok {
 		notBehindMiddleware(w)
 		return
 	}
 	res, err := d.c.RefreshToken(r.Context(), userID)
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
+}
+
+// handleLogout revokes the token the caller authenticated with (the
+// Middleware keeps it in the request context). It replies with the Result
+// JSON, without a token.
+func (d *demo) handleLogout(w http.ResponseWriter, r *http.Request) {
+	token, ok := mpauthx.TokenFromContext(r.Context())
+	if !ok {
+		notBehindMiddleware(w)
+		return
+	}
+	err := d.c.RevokeToken(r.Context(), token)
+	writeJSON(w, mpauthx.HTTPStatus(err), mpauthx.ErrorResult(err))
+}
+
+// handleStats replies with the Client's Stats as JSON. A real service
+// would export them as metrics instead (Config.MeterProvider) and keep
+// such a page off the public internet.
+func (d *demo) handleStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.c.Stats())
 }
 
 // handleMe returns the caller's user ID.
 func (d *demo) handleMe(w http.ResponseWriter, r *http.Request) {
-	userID, ok := mpauthx.OpenIDFromContext(r.Context())
+	userID, ok := mpauthx.UserIDFromContext(r.Context())
 	if !ok {
 		notBehindMiddleware(w)
 		return
@@ -819,12 +935,52 @@ func (d *demo) handleDevCode(w http.ResponseWriter, r *http.Request) {
 	d.devMu.Lock()
 	if _, ok := d.wx.User(openID); !ok {
 		d.wx.AddUser(mpauthxtest.User{OpenID: openID, NickName: openID, City: "Shenzhen", Country: "CN", Language: "zh_CN", Phone: "13800138000"})
+		d.wx.AddUser(mpauthxtest.User{AppID: demoOAAppID, OpenID: "oa-" + openID})
 	}
 	code := d.wx.Code(openID)
 	data, iv := d.wx.UserInfo(openID)
 	phoneCode := d.wx.PhoneCode(openID)
 	d.devMu.Unlock()
 	writeJSON(w, http.StatusOK, devCode{OpenID: openID, Code: code, EncryptedData: data, IV: iv, PhoneCode: phoneCode})
+}
+
+// handleOALogin starts the official account's login: it keeps a random
+// state in a cookie and redirects the browser to AuthURL, with the
+// callback on this server. ?as=oa-X makes the fake WeChat's page log oa-X
+// in at once (for curl; a browser shows the page).
+func (d *demo) handleOALogin(w http.ResponseWriter, r *http.Request) {
+	state := rand.Text()
+	http.SetCookie(w, &http.Cookie{
+		Name: stateCookie, Value: state, Path: "/oa/", MaxAge: 600,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, // and Secure, behind HTTPS
+	})
+	target := d.oa.AuthURL("http://"+r.Host+"/oa/callback", state)
+	if as := r.URL.Query().Get("as"); as != "" && validDemoOpenID(as) {
+		page, fragment, _ := strings.Cut(target, "#")
+		target = page + "&openid=" + url.QueryEscape(as) + "#" + fragment
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// handleOACallback is where WeChat sends the browser back: it checks the
+// callback's state against the cookie's (a mismatch is a code someone
+// else obtained: CSRF), then logs the person in with the code.
+func (d *demo) handleOACallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	cookie, err := r.Cookie(stateCookie)
+	if err != nil || cookie.Value == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(q.Get("state"))) != 1 {
+		writeJSON(w, http.StatusBadRequest, mpauthx.Result{
+			StatusCode: mpauthx.StatusRequiredParamsMissing, StatusMessage: "state does not match this browser's login"})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: stateCookie, Path: "/oa/", MaxAge: -1})
+	if q.Get("code") == "" {
+		writeJSON(w, http.StatusUnauthorized, mpauthx.Result{
+			StatusCode: mpauthx.StatusRequiredParamsMissing, StatusMessage: "the person did not allow the login"})
+		return
+	}
+	res, err := d.oa.AuthorizeCode(r.Context(), q.Get("code"))
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // validDemoOpenID keeps /dev/code's user IDs simple enough to paste into
@@ -839,43 +995,6 @@ func validDemoOpenID(s string) bool {
 		}
 	}
 	return true
-}
-
-// httpStatus is the HTTP status for a Client call's error. Mini programs
-// read status_code; the HTTP status is for proxies, logs and curl.
-func httpStatus(err error) int {
-	switch mpauthx.Code(err) {
-	case mpauthx.StatusSuccess:
-		return http.StatusOK
-	case mpauthx.StatusRequiredParamsMissing, mpauthx.StatusOpenIDMismatch, mpauthx.StatusDecryptError:
-		return http.StatusBadRequest
-	case mpauthx.StatusSessionKeyRequestError:
-		var we *mpauthx.WeChatError
-		if errors.As(err, &we) {
-			switch we.ErrCode {
-			case mpauthx.ErrCodeInvalidCode, mpauthx.ErrCodeCodeUsed, mpauthx.ErrCodeHighRiskUser:
-				return http.StatusUnauthorized
-			}
-		}
-		return http.StatusBadGateway
-	case mpauthx.StatusPhoneNumberError:
-		var we *mpauthx.WeChatError
-		if errors.As(err, &we) {
-			switch we.ErrCode {
-			case mpauthx.ErrCodeInvalidCode, mpauthx.ErrCodeCodeUsed, errCodeInvalidOpenID:
-				return http.StatusUnauthorized
-			}
-		}
-		return http.StatusBadGateway
-	case mpauthx.StatusAccessTokenError:
-		return http.StatusBadGateway
-	case mpauthx.StatusUserNotExist:
-		return http.StatusNotFound
-	case mpauthx.StatusDatabaseError:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
 }
 
 // writeJSON sends v as JSON with the HTTP status.

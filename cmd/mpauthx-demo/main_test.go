@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -111,6 +112,11 @@ func TestWalkthrough(t *testing.T) {
 		"15. c.CheckSessionKey(ctx, userID)\n    -> true",
 		"16. c.AccessToken(ctx)", "stable_token calls so far: 1",
 		"17. c.RevokeToken(ctx, token)", "status_code 6014",
+		"18. The same person opens your official account's pages", "/connect/oauth2/authorize?appid=wx-demo-oa&redirect_uri=https%3A%2F%2Fexample.com%2Fwechat%2Fcallback&response_type=code&scope=snsapi_userinfo&state=",
+		"19. WeChat sends the browser back", "https://example.com/wechat/callback?code=", "-> state matches: true",
+		"20. res, err := oa.AuthorizeCode(ctx, callbackCode)", `-> status_code 1 "OK"`, "-> the same user ID as in the mini program: uDemo-",
+		"the mini program's Client accepts the token too",
+		"21. c.User(ctx, ",
 		"Done: every step behaved as documented.",
 	}
 	for _, tt := range tests {
@@ -147,8 +153,8 @@ func TestWalkthrough(t *testing.T) {
 			oldToken, newToken := valueAfter(out, "-> token "), valueAfter(out, "-> new token ")
 			for _, tok := range []string{oldToken, newToken} {
 				parts := strings.Split(tok, "|")
-				if len(parts) != 3 || !strings.HasPrefix(parts[0], "oDemo-") || parts[1] != demoSku || len(parts[2]) < 20 {
-					t.Errorf("token %q is not <oDemo-...>|%s|<session>", tok, demoSku)
+				if len(parts) != 3 || !strings.HasPrefix(parts[0], "uDemo-") || parts[1] != demoSku || len(parts[2]) < 20 {
+					t.Errorf("token %q is not <uDemo-...>|%s|<session> (the unionid: today's rule for a new user)", tok, demoSku)
 				}
 				if s := parts[len(parts)-1]; strings.Contains(stderr.String(), s) {
 					t.Errorf("stderr holds a token's session %q:\n%s", s, stderr.String())
@@ -259,7 +265,7 @@ func TestListen(t *testing.T) {
 	base, out, stop := listening(t, "127.0.0.1:0")
 	const jsonType = "application/json"
 
-	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/login/phone", base + "/refresh", base + "/me", "curl "} {
+	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/login/phone", base + "/refresh", base + "/logout", base + "/me", base + "/debug/stats", "curl "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, out.String())
 		}
@@ -284,6 +290,46 @@ func TestListen(t *testing.T) {
 	if st != http.StatusOK || me["openid"] != "o-test" {
 		t.Fatalf("GET /me with the token = %d %v, want 200 {openid: o-test}", st, me)
 	}
+
+	// The official account's login: the state cookie, the fake WeChat's
+	// page, the callback.
+	t.Run("official account", func(t *testing.T) {
+		jar, _ := cookiejar.New(nil)
+		browser := &http.Client{Jar: jar}
+		resp, err := browser.Get(base + "/oa/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "oa-o-test") {
+			t.Fatalf("GET /oa/login = %d, want the fake page listing oa-o-test:\n%s", resp.StatusCode, page)
+		}
+		var res map[string]any
+		resp, err = browser.Get(base + "/oa/login?as=oa-o-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		oaToken, _ := res["response"].(string)
+		if resp.StatusCode != http.StatusOK || statusCode(res) != 1 || !strings.Contains(oaToken, "|"+demoSku+"|") {
+			t.Fatalf("the official account's login = %d %v", resp.StatusCode, res)
+		}
+		// A callback whose state is not the browser's is refused, code
+		// or not: someone else's login.
+		noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err = noFollow.Get(base + "/oa/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, q := range []string{"?code=c&state=forged", "?code=c", ""} {
+			if st, res := call(t, "GET", base+"/oa/callback"+q, "", "", ""); st != http.StatusBadRequest || statusCode(res) != 6001 {
+				t.Errorf("GET /oa/callback%s without the cookie = %d %v, want 400", q, st, res)
+			}
+		}
+	})
 
 	st, res = call(t, "POST", base+"/refresh", token, "", "")
 	newToken, _ := res["response"].(string)
@@ -350,6 +396,24 @@ func TestListen(t *testing.T) {
 	// The refresh above must not have rotated anything: newToken still works.
 	if st, _ = call(t, "GET", base+"/me", newToken, "", ""); st != http.StatusOK {
 		t.Errorf("GET /me with the live token after the failures = %d, want 200", st)
+	}
+
+	// Logging out revokes the token the caller authenticated with.
+	if st, res = call(t, "POST", base+"/logout", newToken, "", ""); st != http.StatusOK || statusCode(res) != 1 || res["response"] != "" {
+		t.Errorf("POST /logout = %d %v, want 200 status_code 1", st, res)
+	}
+	if st, me = call(t, "GET", base+"/me", newToken, "", ""); st != http.StatusUnauthorized || statusCode(me) != 6007 {
+		t.Errorf("GET /me after logging out = %d %v, want 401 6007", st, me)
+	}
+	if st, res = call(t, "POST", base+"/logout", newToken, "", ""); st != http.StatusUnauthorized || statusCode(res) != 6007 {
+		t.Errorf("POST /logout again = %d %v, want 401 6007", st, res)
+	}
+
+	// The counters of all the above.
+	st, stats := call(t, "GET", base+"/debug/stats", "", "", "")
+	logins, _ := stats["Logins"].(map[string]any)
+	if st != http.StatusOK || logins["1"] != 3.0 || logins["6008"] != 2.0 || stats["Checks"].(float64) < 8 || stats["PlatformCalls"].(float64) < 8 {
+		t.Errorf("GET /debug/stats = %d %v", st, stats)
 	}
 
 	if err := stop(); err != nil {
@@ -551,9 +615,13 @@ func TestCurlLines(t *testing.T) {
 		`^\{"openid":"o-alice"\}$`,      // 3. /me
 		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 4. NEW
 		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`, //    /me, old token
-		`^\{"openid":"o-alice"\}$`, //    /me, new token
-		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 5. code-only login
-		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 6. phone login
+		`^\{"openid":"o-alice"\}$`,                                                             //    /me, new token
+		`^\{"status_code":1,"status_message":"OK","response":""\}$`,                            // 5. /logout
+		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`,       //    /me, logged out
+		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 6. code-only login
+		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 7. phone login
+		`^\{"status_code":1,"status_message":"OK","response":"[^"|]+\|demo\|[A-Z2-7]{26}"\}$`,  // 8. official account
+		`^\{"Logins":\{"1":\d+\},"Checks":\d+,.*"PlatformCalls":\d+,`,                          // 9. /debug/stats
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)
