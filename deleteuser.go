@@ -135,16 +135,70 @@ func settleCaches(ctx context.Context) error {
 	}
 }
 
-// DeleteUser deletes the user userID's tokens and session keys, of every
-// Sku whose Clients share this Redis: none of their tokens validates, on
-// any instance, LocalCache included, once it returns. It waits
-// cacheLease (50 ms) for that. Deleting a user who has none is no error:
-// it is idempotent.
+// deleteUserSQL deletes a user's identities and row, by dialect name.
+var deleteUserSQL = map[string][]string{
+	sqliteDialect.name:   {`DELETE FROM user_identity WHERE userId = ?`, `DELETE FROM user WHERE openId = ?`},
+	postgresDialect.name: {`DELETE FROM "user_identity" WHERE "userId" = $1`, `DELETE FROM "user" WHERE "openId" = $1`},
+}
+
+// deleteUser deletes userID's identities and row (profile and phone
+// number) in one transaction. On SQLite the transaction's connection has
+// secure_delete on, so the deleted content is zeroed, and a checkpoint
+// then copies the pages to the database file and truncates the WAL, which
+// held the earlier versions of the pages: neither file keeps the user's
+// identifiers or phone number. A checkpoint that another connection's
+// open read holds up is logged; the next checkpoint completes it.
+func (s *store) deleteUser(ctx context.Context, userID string, log *slog.Logger) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // a no-op after Commit
+	if s.d.oneWriter {
+		if _, err := tx.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+			return err
+		}
+	}
+	for _, q := range deleteUserSQL[s.d.name] {
+		if _, err := tx.ExecContext(ctx, q, userID); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if !s.d.oneWriter {
+		return nil
+	}
+	var busy, frames, done int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
+		return err
+	}
+	if busy != 0 {
+		log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: DeleteUser: another connection's read held up the WAL checkpoint; the WAL file keeps the deleted data until the next checkpoint")
+	}
+	return nil
+}
+
+// DeleteUser deletes the user userID: their row (profile and phone
+// number) and identities, and their tokens and session keys of every Sku
+// whose Clients share this Redis. Once it returns, no token of theirs
+// validates on any instance, LocalCache included: it waits 50 ms, the
+// caches' lease, for that. On SQLite the file and its WAL keep no trace
+// of the user (docs/operations.md, "Personal data"). It is idempotent:
+// deleting a user who is not there is no error. A later login of the
+// same person makes a new user. Like RefreshToken, it trusts its caller
+// with userID; delete your own tables' rows of the user yourself.
 func (c *Client) DeleteUser(ctx context.Context, userID string) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
 	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	if err := c.store.deleteUser(ctx, userID, c.log); err != nil {
+		err = c.storageError(ctx, "deleting the user failed", err)
+		c.logFailure(ctx, err)
 		return err
 	}
 	if err := c.deleteTokens(ctx, userID); err != nil {

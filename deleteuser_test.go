@@ -1,8 +1,13 @@
 package mpauthx_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -86,6 +91,18 @@ func TestDeleteUser(t *testing.T) {
 		if !checkOf(t, a2)(vA) || !checkOf(t, b)(vB) {
 			t.Error("another user's tokens were ended")
 		}
+		if _, err := a.User(bg, userID); mpauthx.Code(err) != mpauthx.StatusUserNotExist {
+			t.Errorf("User after DeleteUser: %v, want 6010", err)
+		}
+		if _, err := a.RefreshToken(bg, userID); mpauthx.Code(err) != mpauthx.StatusUserNotExist {
+			t.Errorf("RefreshToken after DeleteUser: %v, want 6010", err)
+		}
+		if n := e.identitiesOf(t, userID); n != 0 {
+			t.Errorf("%d identities left", n)
+		}
+		if _, err := a.User(bg, v.OpenID); err != nil {
+			t.Errorf("another user's row: %v", err)
+		}
 		if _, err := a.Decrypt(bg, userID, "x", "y"); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
 			t.Errorf("Decrypt after DeleteUser: %v, want 6014", err)
 		}
@@ -97,7 +114,75 @@ func TestDeleteUser(t *testing.T) {
 		if again == uA || !checkOf(t, a)(again) {
 			t.Error("a later login did not get a new, valid token")
 		}
+		if _, err := a.User(bg, a.ExtractOpenID(again)); err != nil {
+			t.Errorf("the new user: %v", err)
+		}
 	})
+}
+
+// identitiesOf counts userID's rows in the identity table.
+func (e *env) identitiesOf(t *testing.T, userID string) int {
+	t.Helper()
+	var n int
+	if err := e.queryRow(`SELECT count(*) FROM user_identity WHERE "userId" = ?`, userID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestDeleteUserLeavesNoTraceInSQLite checks that once DeleteUser
+// returns, the raw SQLite file and its WAL hold neither the user's openid
+// nor their phone number, which they held before.
+func TestDeleteUserLeavesNoTraceInSQLite(t *testing.T) {
+	e := newWorld(t)
+	path := filepath.Join(t.TempDir(), "trace.db")
+	db, err := mpauthx.OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e.db, e.cfg.DB = db, db
+	e.rdb, e.mr = backends()[0].open(t)
+	e.cfg.Redis = e.rdb
+	e.open(t)
+	const phone = "13912345678"
+	gone := e.wx.AddUser(mpauthxtest.User{OpenID: "o-gone-" + rand.Text()[:10], Phone: phone, NickName: "Gone"})
+	var others []mpauthxtest.User
+	for i := range 50 { // rows around the user's, on the same pages
+		others = append(others, e.wx.AddUser(mpauthxtest.User{OpenID: fmt.Sprintf("o-other-%03d-%s", i, rand.Text()[:6]), Phone: fmt.Sprintf("137%08d", i)}))
+	}
+	for _, u := range append([]mpauthxtest.User{gone}, others...) {
+		if _, err := e.c.AuthorizePhone(bg, e.wx.Code(u.OpenID), e.wx.PhoneCode(u.OpenID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holds := func(s string) []string {
+		var in []string
+		for _, f := range []string{path, path + "-wal"} {
+			b, err := os.ReadFile(f)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte(s)) {
+				in = append(in, filepath.Base(f))
+			}
+		}
+		return in
+	}
+	if len(holds(gone.OpenID)) == 0 || len(holds(phone)) == 0 {
+		t.Fatal("the files do not hold the user before the deletion: the test proves nothing")
+	}
+	if err := e.c.DeleteUser(bg, gone.OpenID); err != nil {
+		t.Fatal(err)
+	}
+	for what, s := range map[string]string{"openid": gone.OpenID, "phone number": phone} {
+		if in := holds(s); len(in) > 0 {
+			t.Errorf("after DeleteUser, %v hold the %s", in, what)
+		}
+	}
+	if u, err := e.c.User(bg, others[7].OpenID); err != nil || u.Phone != others[7].Phone {
+		t.Errorf("another user: %+v, %v", u, err)
+	}
 }
 
 // TestDeleteUserUntaggedID checks DeleteUser for a user ID starting with

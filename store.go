@@ -466,7 +466,8 @@ func (s *store) user(ctx context.Context, userID string, platform Platform, appI
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path for
-// mpauthx: WAL journal, synchronous=NORMAL, a 5 s busy timeout, and the user
+// mpauthx: WAL journal, synchronous=NORMAL, a 5 s busy timeout,
+// secure_delete (deleted content is zeroed), and the user
 // table of Schema. The pool is limited to one connection: SQLite admits one
 // writer at a time, and queueing in the pool is far cheaper than SQLite's
 // busy-wait sleeps when many goroutines log in at once. A Client call
@@ -493,7 +494,9 @@ func OpenSQLite(path string) (*sql.DB, error) {
 		return nil, errors.New("mpauthx: OpenSQLite: empty path")
 	}
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	dsn := "file:" + esc + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
+	// secure_delete: deleted and overwritten content is zeroed in the
+	// file, so that DeleteUser leaves no trace of the user (deleteuser.go).
+	dsn := "file:" + esc + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_secure_delete=on"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mpauthx: OpenSQLite: %w", err)
