@@ -1,14 +1,17 @@
 package mpauthx
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -281,4 +284,228 @@ func (d *dataKeys) phoneIndexes(phone string) []string {
 		return nil
 	}
 	return d.indexes(phoneColumn, phone)
+}
+
+// The user table keeps a phone number in one of two ways: in clear in
+// phone (without data keys, and in rows written before keys were given),
+// or sealed in phoneSealed with its blind index in phoneIndex (phone then
+// NULL). useDataKeys, run by New, seals the clear ones and those sealed
+// under another key than the first.
+
+// phoneSQL holds a dialect's statements of the sealing pass; $1… are
+// written ? on SQLite.
+type phoneSQL struct {
+	byPhone   string // qByPhone's start; the indexes' IN list follows
+	anySealed string // one row when a phone number is sealed
+	clear     string // up to phonePassBatch rows with a clear phone number
+	seal      string // seals a clear number, unless it changed
+	stale     string // up to phonePassBatch rows indexed under another key, after a cursor
+	reseal    string // seals again, unless it changed
+	inList    func(first, n int) string
+}
+
+// phonePassBatch is how many rows one transaction of the pass changes.
+const phonePassBatch = 256
+
+var phoneStatements = map[string]phoneSQL{
+	sqliteDialect.name: {
+		byPhone:   `SELECT openId FROM user WHERE phone = ?`,
+		anySealed: `SELECT 1 FROM user WHERE phoneIndex IS NOT NULL LIMIT 1`,
+		clear:     `SELECT openId, phone FROM user WHERE phone IS NOT NULL LIMIT 256`,
+		seal:      `UPDATE user SET phone = NULL, phoneSealed = ?, phoneIndex = ? WHERE openId = ? AND phone = ?`,
+		stale: `SELECT openId, phoneSealed, phoneIndex FROM user WHERE phoneIndex > ? AND (phoneIndex < ? OR phoneIndex >= ?)
+ORDER BY phoneIndex LIMIT 256`,
+		reseal: `UPDATE user SET phoneSealed = ?, phoneIndex = ? WHERE openId = ? AND phoneSealed = ?`,
+		inList: func(_, n int) string { return strings.Repeat("?, ", n-1) + "?" },
+	},
+	postgresDialect.name: {
+		byPhone:   `SELECT "openId" FROM "user" WHERE "phone" = $1`,
+		anySealed: `SELECT 1 FROM "user" WHERE "phoneIndex" IS NOT NULL LIMIT 1`,
+		clear:     `SELECT "openId", "phone" FROM "user" WHERE "phone" IS NOT NULL LIMIT 256`,
+		seal:      `UPDATE "user" SET "phone" = NULL, "phoneSealed" = $1, "phoneIndex" = $2 WHERE "openId" = $3 AND "phone" = $4`,
+		stale: `SELECT "openId", "phoneSealed", "phoneIndex" FROM "user"
+WHERE "phoneIndex" COLLATE "C" > $1 AND ("phoneIndex" COLLATE "C" < $2 OR "phoneIndex" COLLATE "C" >= $3)
+ORDER BY "phoneIndex" COLLATE "C" LIMIT 256`,
+		reseal: `UPDATE "user" SET "phoneSealed" = $1, "phoneIndex" = $2 WHERE "openId" = $3 AND "phoneSealed" = $4`,
+		inList: func(first, n int) string {
+			var b strings.Builder
+			for i := range n {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "$%d", first+i)
+			}
+			return b.String()
+		},
+	},
+}
+
+// phoneLookupArgs are the arguments of qByPhone for phone: the number in
+// clear, then its index under each key.
+func (s *store) phoneLookupArgs(phone string) []any {
+	args := []any{phone}
+	for _, ix := range s.data.phoneIndexes(phone) {
+		args = append(args, ix)
+	}
+	return args
+}
+
+// useDataKeys makes s seal phone numbers with d (nil: keep them in
+// clear). With keys, a lookup by phone matches the number in clear or
+// its index under any key, and the table's clear numbers, and those
+// sealed under another key than the first, are sealed under the first at
+// once (sealPhones). Without keys, a table that holds sealed numbers is
+// refused: they could not be read or found.
+func (s *store) useDataKeys(ctx context.Context, d *dataKeys, log *slog.Logger) error {
+	sq := phoneStatements[s.d.name]
+	if d == nil {
+		var one int
+		err := s.db.QueryRowContext(ctx, sq.anySealed).Scan(&one)
+		if err == nil {
+			return errors.New("mpauthx: the user table holds phone numbers sealed with Config.DataKeys, but Config.DataKeys is empty: give every instance the same keys (docs/operations.md, Personal data)")
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mpauthx: reading the user table: %w", err)
+		}
+		return nil
+	}
+	s.data = d
+	s.d.q[qByPhone] = sq.byPhone + " OR " + quoteIf(s.d.name, "phoneIndex") + " IN (" + sq.inList(2, len(d.keys)) + ") LIMIT 2"
+	if s.stmts[qByPhone] != nil {
+		st, err := s.db.PrepareContext(ctx, s.d.q[qByPhone])
+		if err != nil {
+			return fmt.Errorf("mpauthx: preparing the user table's statements: %w", err)
+		}
+		s.stmts[qByPhone].Close()
+		s.stmts[qByPhone] = st
+	}
+	s.sealPhones(ctx, log)
+	return nil
+}
+
+// quoteIf quotes a column name for PostgreSQL.
+func quoteIf(dialectName, column string) string {
+	if dialectName == postgresDialect.name {
+		return `"` + column + `"`
+	}
+	return column
+}
+
+// sealPhones seals the table's clear phone numbers, and seals again
+// those sealed under another key than the first, in transactions of up
+// to phonePassBatch rows; each update applies only if the row still
+// holds what was read, so instances running it at once, and logins
+// meanwhile, lose nothing. On SQLite its transactions zero what they
+// overwrite (secure_delete) and a checkpoint ends it, so that the file
+// and its WAL keep no clear number. A failure is logged; the next New
+// takes the pass up again.
+func (s *store) sealPhones(ctx context.Context, log *slog.Logger) {
+	sq := phoneStatements[s.d.name]
+	d := s.data
+	sealed, resealed, unopened := 0, 0, 0
+	type row struct{ id, value, index string }
+	batch := func(q string, args []any, change func(tx *sql.Tx, r row) error) (rows []row, err error) {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback() // a no-op after Commit
+		if s.d.oneWriter {
+			if _, err := tx.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+				return nil, err
+			}
+		}
+		rs, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rs.Next() {
+			var r row
+			dest := []any{&r.id, &r.value, &r.index}
+			if n, _ := rs.Columns(); len(n) < len(dest) {
+				dest = dest[:len(n)]
+			}
+			if err := rs.Scan(dest...); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			rows = append(rows, r)
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if err := change(tx, r); err != nil {
+				return nil, err
+			}
+		}
+		return rows, tx.Commit()
+	}
+	fail := func(err error) {
+		log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: sealing the stored phone numbers with Config.DataKeys failed; the next New goes on", slog.String("error", err.Error()))
+	}
+	for {
+		n := 0
+		rows, err := batch(sq.clear, nil, func(tx *sql.Tx, r row) error {
+			res, err := tx.ExecContext(ctx, sq.seal, d.seal(phoneColumn, r.id, r.value), d.index(phoneColumn, r.value), r.id, r.value)
+			if err != nil {
+				return err
+			}
+			k, _ := res.RowsAffected()
+			n += int(k)
+			return nil
+		})
+		if err != nil {
+			fail(err)
+			return
+		}
+		sealed += n
+		if len(rows) < phonePassBatch || n == 0 {
+			break
+		}
+	}
+	first := d.firstID() + "."
+	after := first[:len(first)-1] + "/" // the first string past every index of the first key
+	cursor := ""
+	for {
+		n := 0
+		rows, err := batch(sq.stale, []any{cursor, first, after}, func(tx *sql.Tx, r row) error {
+			phone, err := d.open(phoneColumn, r.id, r.value)
+			if err != nil {
+				unopened++
+				return nil
+			}
+			res, err := tx.ExecContext(ctx, sq.reseal, d.seal(phoneColumn, r.id, phone), d.index(phoneColumn, phone), r.id, r.value)
+			if err != nil {
+				return err
+			}
+			k, _ := res.RowsAffected()
+			n += int(k)
+			return nil
+		})
+		if err != nil {
+			fail(err)
+			return
+		}
+		resealed += n
+		if len(rows) < phonePassBatch {
+			break
+		}
+		cursor = rows[len(rows)-1].index
+	}
+	if s.d.oneWriter && sealed+resealed > 0 {
+		if _, err := s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if sealed+resealed > 0 {
+		log.LogAttrs(ctx, slog.LevelInfo, "mpauthx: sealed the stored phone numbers under the first of Config.DataKeys",
+			slog.Int("sealed", sealed), slog.Int("resealed", resealed))
+	}
+	if unopened > 0 {
+		log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: some stored phone numbers are sealed under a key that is not in Config.DataKeys: they cannot be read or found until it is given back",
+			slog.Int("rows", unopened))
+	}
 }

@@ -288,7 +288,8 @@ func New(cfg Config) (*Client, error) {
 	if err := checkPlatform(&cfg); err != nil {
 		return nil, err
 	}
-	if _, err := parseDataKeys(cfg.DataKeys); err != nil {
+	dataKeys, err := parseDataKeys(cfg.DataKeys)
+	if err != nil {
 		return nil, err
 	}
 	base := cfg.APIBase
@@ -310,6 +311,14 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	st.linkByPhone = cfg.LinkByPhone
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := st.useDataKeys(ctx, dataKeys, logger); err != nil {
+		st.close()
+		return nil, err
+	}
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,
