@@ -334,7 +334,7 @@ func (l *loginReq) resolve(ctx context.Context, o on) (outcome, bool, error) {
 		userID = m.users[0]
 	}
 	if l.linkByPhone && l.phone != "" {
-		holders, err := o.strings(ctx, qByPhone, l.phone)
+		holders, err := o.strings(ctx, qByPhone, o.s.phoneLookupArgs(l.phone)...)
 		if err != nil {
 			return outcome{}, false, err
 		}
@@ -483,7 +483,8 @@ func (o on) record(ctx context.Context, userID string, profile *UserInfo, phone 
 		}
 	}
 	if phone != "" {
-		if _, err := o.exec(ctx, qPhone, phone, userID); err != nil {
+		clear, sealed, index := o.s.data.phoneValues(userID, phone)
+		if _, err := o.exec(ctx, qPhone, clear, sealed, index, userID); err != nil {
 			return err
 		}
 	}
@@ -497,7 +498,8 @@ func (o on) record(ctx context.Context, userID string, profile *UserInfo, phone 
 // never that row.
 func (o on) createUser(ctx context.Context, ident Identity, profile *UserInfo, phone string) (string, error) {
 	for _, id := range []string{newUserID(ident), randomUserID(ident.Platform)} {
-		args := []any{id, nil, nil, nil, nil, nil, nil, phone}
+		clear, sealed, index := o.s.data.phoneValues(id, phone)
+		args := []any{id, nil, nil, nil, nil, nil, nil, clear, sealed, index}
 		if profile != nil {
 			copy(args, profileArgs(id, profile))
 		}

@@ -168,9 +168,16 @@ type Config struct {
 	// reaches one account across platforms. Off by default: numbers are
 	// recycled in China (docs/identities.md).
 	LinkByPhone bool
-	// DataKeys seal personal data at rest (phone numbers): base64 of 32
-	// random bytes each; the first seals, all open, so keys can be
-	// rotated. Nil keeps phone numbers in clear (docs/operations.md).
+	// DataKeys seal phone numbers at rest in SQL: each is the base64 of
+	// 32 random bytes (openssl rand -base64 32); the first seals, every
+	// one opens, and lookups (LinkByPhone) match under every one, so keys
+	// rotate without losing a number or logging anyone out. They do not
+	// depend on the AppSecret. New seals the numbers stored in clear
+	// before, and again those sealed under another key than the first;
+	// it refuses a malformed key, and a table of sealed numbers without
+	// keys. Every Client sharing the DB needs the same list. Nil keeps
+	// phone numbers in clear. docs/operations.md ("Personal data") says
+	// how to make, store and rotate them.
 	DataKeys []string
 
 	// MeterProvider receives the Stats counters as OpenTelemetry metrics
@@ -249,9 +256,10 @@ type Client struct {
 	replicas           replicaWatch  // when a primary last listed a replica (replicate.go)
 	store              *store
 	log                *slog.Logger
-	platformConfig               // the endpoints and keys of the other platforms
-	stats              *counters // Stats
-	obs                *observer // OpenTelemetry
+	platformConfig                 // the endpoints and keys of the other platforms
+	stats              *counters   // Stats
+	obs                *observer   // OpenTelemetry
+	skus               skuRegistry // registers the Sku for DeleteUser
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -287,6 +295,10 @@ func New(cfg Config) (*Client, error) {
 	if err := checkPlatform(&cfg); err != nil {
 		return nil, err
 	}
+	dataKeys, err := parseDataKeys(cfg.DataKeys)
+	if err != nil {
+		return nil, err
+	}
 	base := cfg.APIBase
 	if base == "" {
 		base = defaultAPIBase(cfg.Platform)
@@ -306,6 +318,14 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	st.linkByPhone = cfg.LinkByPhone
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := st.useDataKeys(ctx, dataKeys, logger); err != nil {
+		st.close()
+		return nil, err
+	}
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,

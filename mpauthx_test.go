@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1211,8 +1212,12 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 			}
 		}
 		if e.mr != nil {
-			if n := len(e.mr.Keys()); n != 2*len(ids) {
+			// And the registry of Skus, without a TTL (deleteuser.go).
+			if n := len(e.mr.Keys()); n != 2*len(ids)+1 {
 				t.Fatalf("%d keys for %d users: %v", n, len(ids), e.mr.Keys())
+			}
+			if skus, err := e.rdb.SMembers(bg, skuRegistryKey).Result(); err != nil || !slices.Equal(skus, []string{e.cfg.Sku}) {
+				t.Fatalf("the registry of Skus holds %q, %v; want this Sku", skus, err)
 			}
 		}
 	})

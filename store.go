@@ -30,10 +30,12 @@ const Schema = `CREATE TABLE IF NOT EXISTS user(
   openId text primary key not null,
   city text, country text, gender integer,
   language text, nickName text, province text,
-  wxOpenId text, unionId text, phone text);
+  wxOpenId text, unionId text, phone text,
+  phoneSealed text, phoneIndex text);
 CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId) WHERE wxOpenId IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId) WHERE unionId IS NOT NULL;
 CREATE INDEX IF NOT EXISTS user_phone ON user(phone) WHERE phone IS NOT NULL;
+CREATE INDEX IF NOT EXISTS user_phoneIndex ON user(phoneIndex) WHERE phoneIndex IS NOT NULL;
 ` + sqliteIdentitySchema
 
 // sqliteIdentitySchema creates the identity table and its indexes in
@@ -54,10 +56,12 @@ const PostgresSchema = `CREATE TABLE IF NOT EXISTS "user"(
   "openId" text PRIMARY KEY NOT NULL,
   "city" text, "country" text, "gender" integer,
   "language" text, "nickName" text, "province" text,
-  "wxOpenId" text, "unionId" text, "phone" text);
+  "wxOpenId" text, "unionId" text, "phone" text,
+  "phoneSealed" text, "phoneIndex" text);
 CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId") WHERE "wxOpenId" IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId") WHERE "unionId" IS NOT NULL;
 CREATE INDEX IF NOT EXISTS "user_phone" ON "user"("phone") WHERE "phone" IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "user_phoneIndex" ON "user"("phoneIndex") WHERE "phoneIndex" IS NOT NULL;
 ` + postgresIdentitySchema
 
 // postgresIdentitySchema creates the identity table and its indexes in
@@ -114,26 +118,29 @@ const (
 
 // migratedIndexes is how many of Schema's indexes dialect.migrated must
 // count.
-const migratedIndexes = 5
+const migratedIndexes = 6
 
 // addedColumns are the columns mpauthx adds to the original's table.
-var addedColumns = []string{"wxOpenId", "unionId", "phone"}
+var addedColumns = []string{"wxOpenId", "unionId", "phone", "phoneSealed", "phoneIndex"}
 
 var sqliteDialect = dialect{
 	name:        "sqlite3",
 	howToCreate: "create it with mpauthx.Schema, or open the database with mpauthx.OpenSQLite, which does",
 	check:       `SELECT openId, city, country, gender, language, nickName, province FROM user WHERE 0`,
 	migrated: `SELECT count(*) FROM sqlite_master WHERE type = 'index'
-AND name IN ('user_wxOpenId', 'user_unionId', 'user_phone', 'user_identity_unionId', 'user_identity_userId')
-AND (SELECT count(*) FROM (SELECT wxOpenId, unionId, phone FROM user WHERE 0)) = 0
+AND name IN ('user_wxOpenId', 'user_unionId', 'user_phone', 'user_phoneIndex', 'user_identity_unionId', 'user_identity_userId')
+AND (SELECT count(*) FROM (SELECT wxOpenId, unionId, phone, phoneSealed, phoneIndex FROM user WHERE 0)) = 0
 AND (SELECT count(*) FROM (SELECT platform, appId, openId, family, unionId, userId FROM user_identity WHERE 0)) = 0`,
 	migrate: append([]string{
 		`ALTER TABLE user ADD COLUMN wxOpenId text`,
 		`ALTER TABLE user ADD COLUMN unionId text`,
 		`ALTER TABLE user ADD COLUMN phone text`,
+		`ALTER TABLE user ADD COLUMN phoneSealed text`,
+		`ALTER TABLE user ADD COLUMN phoneIndex text`,
 		`CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId) WHERE wxOpenId IS NOT NULL`,
 		`CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId) WHERE unionId IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS user_phone ON user(phone) WHERE phone IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS user_phoneIndex ON user(phoneIndex) WHERE phoneIndex IS NOT NULL`,
 	}, strings.Split(sqliteIdentitySchema, ";\n")...),
 	q: [numQueries]string{
 		qExists:    `SELECT 1 FROM user WHERE openId = ?`,
@@ -142,8 +149,8 @@ AND (SELECT count(*) FROM (SELECT platform, appId, openId, family, unionId, user
 		qLegacy: `SELECT COALESCE((SELECT openId FROM user WHERE wxOpenId = ?1), (SELECT openId FROM user WHERE unionId = ?2),
 (SELECT openId FROM user WHERE openId = ?2), (SELECT openId FROM user WHERE openId = ?1))`,
 		qByPhone: `SELECT openId FROM user WHERE phone = ? LIMIT 2`,
-		qInsertUser: `INSERT INTO user(openId, city, country, gender, language, nickName, province, phone)
-VALUES(?, ?, ?, ?, ?, ?, ?, NULLIF(?, '')) ON CONFLICT DO NOTHING`,
+		qInsertUser: `INSERT INTO user(openId, city, country, gender, language, nickName, province, phone, phoneSealed, phoneIndex)
+VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		qAddIdentity: `INSERT INTO user_identity(platform, appId, openId, family, unionId, userId)
 VALUES(?, ?, ?, ?, NULLIF(?, ''), ?) ON CONFLICT DO NOTHING`,
 		qSetUnionID: `UPDATE user_identity SET unionId = ? WHERE platform = ? AND appId = ? AND openId = ?`,
@@ -152,8 +159,8 @@ VALUES(?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
 gender = excluded.gender, language = excluded.language, nickName = excluded.nickName,
 province = excluded.province`,
-		qPhone: `UPDATE user SET phone = ? WHERE openId = ?`,
-		qUser: `SELECT openId, COALESCE(wxOpenId, ''), COALESCE(unionId, ''), COALESCE(phone, ''),
+		qPhone: `UPDATE user SET phone = ?, phoneSealed = ?, phoneIndex = ? WHERE openId = ?`,
+		qUser: `SELECT openId, COALESCE(wxOpenId, ''), COALESCE(unionId, ''), COALESCE(phone, ''), COALESCE(phoneSealed, ''),
 COALESCE(nickName, ''), COALESCE(city, ''), COALESCE(province, ''), COALESCE(country, ''),
 COALESCE(language, ''), COALESCE(gender, 0) FROM user WHERE openId = ?`,
 		qIdentities: `SELECT platform, appId, openId, COALESCE(unionId, '') FROM user_identity WHERE userId = ?`,
@@ -170,8 +177,8 @@ var postgresDialect = dialect{
 	// (not only in current_schema()).
 	migrated: `SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid IN ('"user"'::regclass, '"user_identity"'::regclass)
-AND c.relname IN ('user_wxOpenId', 'user_unionId', 'user_phone', 'user_identity_unionId', 'user_identity_userId')
-AND NOT EXISTS (SELECT "wxOpenId", "unionId", "phone" FROM "user" WHERE false)
+AND c.relname IN ('user_wxOpenId', 'user_unionId', 'user_phone', 'user_phoneIndex', 'user_identity_unionId', 'user_identity_userId')
+AND NOT EXISTS (SELECT "wxOpenId", "unionId", "phone", "phoneSealed", "phoneIndex" FROM "user" WHERE false)
 AND NOT EXISTS (SELECT "platform", "appId", "openId", "family", "unionId", "userId" FROM "user_identity" WHERE false)`,
 	migrate: append([]string{
 		`SELECT pg_advisory_xact_lock(` + postgresSchemaLockSQL + `)`,
@@ -180,10 +187,12 @@ AND NOT EXISTS (SELECT "platform", "appId", "openId", "family", "unionId", "user
 		`SELECT set_config('search_path', (SELECT quote_ident(s.nspname) FROM pg_class c
 JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.oid = '"user"'::regclass), true)`,
 		`ALTER TABLE "user" ADD COLUMN IF NOT EXISTS "wxOpenId" text,
-ADD COLUMN IF NOT EXISTS "unionId" text, ADD COLUMN IF NOT EXISTS "phone" text`,
+ADD COLUMN IF NOT EXISTS "unionId" text, ADD COLUMN IF NOT EXISTS "phone" text,
+ADD COLUMN IF NOT EXISTS "phoneSealed" text, ADD COLUMN IF NOT EXISTS "phoneIndex" text`,
 		`CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId") WHERE "wxOpenId" IS NOT NULL`,
 		`CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId") WHERE "unionId" IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS "user_phone" ON "user"("phone") WHERE "phone" IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS "user_phoneIndex" ON "user"("phoneIndex") WHERE "phoneIndex" IS NOT NULL`,
 	}, strings.Split(postgresIdentitySchema, ";\n")...),
 	q: [numQueries]string{
 		qExists:    `SELECT 1 FROM "user" WHERE "openId" = $1`,
@@ -192,8 +201,8 @@ ADD COLUMN IF NOT EXISTS "unionId" text, ADD COLUMN IF NOT EXISTS "phone" text`,
 		qLegacy: `SELECT COALESCE((SELECT "openId" FROM "user" WHERE "wxOpenId" = $1), (SELECT "openId" FROM "user" WHERE "unionId" = $2),
 (SELECT "openId" FROM "user" WHERE "openId" = $2), (SELECT "openId" FROM "user" WHERE "openId" = $1))`,
 		qByPhone: `SELECT "openId" FROM "user" WHERE "phone" = $1 LIMIT 2`,
-		qInsertUser: `INSERT INTO "user"("openId", "city", "country", "gender", "language", "nickName", "province", "phone")
-VALUES($1, $2, $3, $4, $5, $6, $7, NULLIF($8, '')) ON CONFLICT DO NOTHING`,
+		qInsertUser: `INSERT INTO "user"("openId", "city", "country", "gender", "language", "nickName", "province", "phone", "phoneSealed", "phoneIndex")
+VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
 		qAddIdentity: `INSERT INTO "user_identity"("platform", "appId", "openId", "family", "unionId", "userId")
 VALUES($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT DO NOTHING`,
 		qSetUnionID: `UPDATE "user_identity" SET "unionId" = $1 WHERE "platform" = $2 AND "appId" = $3 AND "openId" = $4`,
@@ -202,8 +211,8 @@ VALUES($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLUDED."country",
 "gender" = EXCLUDED."gender", "language" = EXCLUDED."language", "nickName" = EXCLUDED."nickName",
 "province" = EXCLUDED."province"`,
-		qPhone: `UPDATE "user" SET "phone" = $1 WHERE "openId" = $2`,
-		qUser: `SELECT "openId", COALESCE("wxOpenId", ''), COALESCE("unionId", ''), COALESCE("phone", ''),
+		qPhone: `UPDATE "user" SET "phone" = $1, "phoneSealed" = $2, "phoneIndex" = $3 WHERE "openId" = $4`,
+		qUser: `SELECT "openId", COALESCE("wxOpenId", ''), COALESCE("unionId", ''), COALESCE("phone", ''), COALESCE("phoneSealed", ''),
 COALESCE("nickName", ''), COALESCE("city", ''), COALESCE("province", ''), COALESCE("country", ''),
 COALESCE("language", ''), COALESCE("gender", 0) FROM "user" WHERE "openId" = $1`,
 		qIdentities: `SELECT "platform", "appId", "openId", COALESCE("unionId", '') FROM "user_identity" WHERE "userId" = $1`,
@@ -220,6 +229,9 @@ type store struct {
 	// linkByPhone is Config.LinkByPhone: a phone login whose identifiers
 	// match nobody finds the user holding the phone number.
 	linkByPhone bool
+	// data is Config.DataKeys: phone numbers are sealed with it (nil:
+	// kept in clear); see datakeys.go.
+	data *dataKeys
 }
 
 // dialectFor picks the dialect from the driver behind db.
@@ -415,12 +427,16 @@ func profileArgs(userID string, u *UserInfo) []any {
 // is another app's); the unionid of any identity of the platform's
 // family, else the one an earlier version recorded, for WeChat.
 func (s *store) user(ctx context.Context, userID string, platform Platform, appID string) (u User, found bool, err error) {
-	err = s.queryRow(ctx, qUser, userID).Scan(&u.ID, &u.OpenID, &u.UnionID, &u.Phone,
+	var sealedPhone string
+	err = s.queryRow(ctx, qUser, userID).Scan(&u.ID, &u.OpenID, &u.UnionID, &u.Phone, &sealedPhone,
 		&u.NickName, &u.City, &u.Province, &u.Country, &u.Language, &u.Gender)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, false, nil
 	}
 	if err != nil {
+		return User{}, false, err
+	}
+	if u.Phone, err = s.data.readPhone(userID, u.Phone, sealedPhone); err != nil {
 		return User{}, false, err
 	}
 	rows, err := s.query(ctx, qIdentities, userID)
@@ -466,7 +482,8 @@ func (s *store) user(ctx context.Context, userID string, platform Platform, appI
 }
 
 // OpenSQLite opens (creating if needed) the SQLite database at path for
-// mpauthx: WAL journal, synchronous=NORMAL, a 5 s busy timeout, and the user
+// mpauthx: WAL journal, synchronous=NORMAL, a 5 s busy timeout,
+// secure_delete (deleted content is zeroed), and the user
 // table of Schema. The pool is limited to one connection: SQLite admits one
 // writer at a time, and queueing in the pool is far cheaper than SQLite's
 // busy-wait sleeps when many goroutines log in at once. A Client call
@@ -493,7 +510,9 @@ func OpenSQLite(path string) (*sql.DB, error) {
 		return nil, errors.New("mpauthx: OpenSQLite: empty path")
 	}
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	dsn := "file:" + esc + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
+	// secure_delete: deleted and overwritten content is zeroed in the
+	// file, so that DeleteUser leaves no trace of the user (deleteuser.go).
+	dsn := "file:" + esc + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_secure_delete=on"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mpauthx: OpenSQLite: %w", err)

@@ -132,6 +132,9 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // same step stores the login's session key, sealed, for Decrypt and
 // CheckSessionKey.
 func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, error) {
+	if err := c.registerSku(ctx); err != nil {
+		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
+	}
 	sealed := c.sealSessionKey(userID, ws)
 	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed, c.appID)
 	if err != nil {
@@ -166,6 +169,9 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 	}
 	if !found {
 		return c.fail(ctx, newError(StatusUserNotExist, "user does not exist", nil))
+	}
+	if err := c.registerSku(ctx); err != nil {
+		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
 	s := newSession()
 	keys := c.userKeys(userID)
