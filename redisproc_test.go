@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 // redisProc is a redis-server process owned by one test: started on a free
@@ -161,4 +164,25 @@ func (p *redisProc) cleanup() {
 	p.cmd.Process.Signal(syscall.SIGKILL) // SIGKILL ends a stopped process too
 	p.cmd.Wait()
 	p.cmd = nil
+}
+
+// ownRedisBackend returns a backend that starts a redis-server of the
+// test's own (startRedis) for each test, when MPAUTHX_REDIS_ADDR is unset
+// and redis-server is in PATH: the tests of Config.LocalCache need a Redis
+// that tracks, and a plain `go test ./...` on a machine with redis-server
+// runs them too. ok is false when MPAUTHX_REDIS_ADDR is set (backends()
+// has that server already) or redis-server is missing.
+func ownRedisBackend() (b backend, ok bool) {
+	if os.Getenv(envRedisAddr) != "" {
+		return backend{}, false
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return backend{}, false
+	}
+	return backend{name: "redis-server", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+		p := startRedis(t)
+		rdb := redis.NewClient(&redis.Options{Addr: p.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+		return rdb, nil
+	}}, true
 }
