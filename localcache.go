@@ -121,6 +121,12 @@ type localCache struct {
 	refusal atomic.Pointer[error] // why Redis cannot track, once known
 	ups     atomic.Int64          // how many times the link came up
 
+	// For the tests: how many invalidations of this Sku's session keys
+	// were applied, how many positive answers the filler took, and a hook
+	// that IsTokenValid calls right after its Redis read.
+	invalidated, filled atomic.Int64
+	afterRead           atomic.Pointer[func()]
+
 	pingMu  sync.Mutex
 	pingSeq uint64
 	pings   [cachePings]cachePing
@@ -283,6 +289,17 @@ func (lc *localCache) snapshot(userID string) cacheSnap {
 		return cacheSnap{}
 	}
 	return cacheSnap{epoch: epoch, gen: lc.gens[lc.hash(userID)%cacheStripes].Load(), ok: true}
+}
+
+// readDone runs the tests' hook, if any, between a check's Redis read and
+// what IsTokenValid does with it.
+func (lc *localCache) readDone() {
+	if lc == nil {
+		return
+	}
+	if f := lc.afterRead.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // learn queues a positive answer for caching, once its key's PTTL is
@@ -512,6 +529,7 @@ func (lc *localCache) invalidate(key string) {
 	}
 	if userID, sku, ok := strings.Cut(rest, "|"); ok && sku == lc.sku {
 		lc.forget(userID)
+		lc.invalidated.Add(1)
 	}
 }
 
@@ -594,6 +612,7 @@ func (lc *localCache) fill(batch []cacheFill) {
 			lc.insert(f, sent+int64(ttl))
 		}
 	}
+	lc.filled.Add(int64(len(batch)))
 }
 
 // canary vouches, every cacheHeartbeat once the link has answered, that

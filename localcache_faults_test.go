@@ -423,3 +423,34 @@ func TestLocalCacheStaleBound(t *testing.T) {
 	refusedOn(t, b, tok)
 	holdOn(t, b, e.login(t, e.user("gil")))
 }
+
+// TestLocalCacheRefreshDuringCheck checks the ordering of a check and an
+// invalidation: a check reads the old session live, then, before it is
+// cached, another instance refreshes the token and B hears of it. The
+// check may answer true (it read before the refresh), but the old session
+// must not enter B's cache, where nothing would ever remove it.
+func TestLocalCacheRefreshDuringCheck(t *testing.T) {
+	_, e, b, _ := cacheProcEnv(t)
+	u := e.user("ida")
+	old := e.login(t, u)
+	holdOn(t, b, e.login(t, e.user("jay"))) // B's cache answers
+	heard := mpauthx.CacheInvalidated(b)
+	var once sync.Once
+	mpauthx.SetCacheAfterRead(b, func() {
+		once.Do(func() {
+			if _, err := e.c.RefreshToken(bg, u.OpenID); err != nil {
+				t.Fatal(err)
+			}
+			pollUntil(t, "heard of the refresh", func() bool { return mpauthx.CacheInvalidated(b) > heard })
+		})
+	})
+	filled := mpauthx.CacheFilled(b)
+	if !checkOf(t, b)(old) {
+		t.Fatal("the check that read Redis before the refresh says false")
+	}
+	mpauthx.SetCacheAfterRead(b, nil)
+	pollUntil(t, "taken by the filler", func() bool { return mpauthx.CacheFilled(b) > filled })
+	if mpauthx.CacheHolds(b, old) || checkOf(t, b)(old) {
+		t.Fatal("the cache holds the session that a refresh replaced during the check")
+	}
+}
