@@ -155,9 +155,6 @@ func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Lo
 			return nil
 		}
 		lc.startCluster(r)
-		if lc.ctx.Err() != nil {
-			return nil
-		}
 	default:
 		lc.cancel()
 		log.LogAttrs(context.Background(), slog.LevelWarn, "mpauthx: Config.LocalCache is off: it needs a *redis.Client (one server or a Sentinel failover client) or a *redis.ClusterClient; every check reads Redis",

@@ -43,6 +43,12 @@ const redisReadyTimeout = 10 * time.Second
 // also run the fault tests, so there a missing redis-server fails.
 func startRedis(t *testing.T, extra ...string) *redisProc {
 	t.Helper()
+	return startRedisPort(t, 0, extra...)
+}
+
+// startRedisPort is startRedis on the given port (0: a free one).
+func startRedisPort(t *testing.T, port int, extra ...string) *redisProc {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv(envRedisAddr) == "" {
@@ -50,7 +56,10 @@ func startRedis(t *testing.T, extra ...string) *redisProc {
 		}
 		t.Fatalf("redis-server is not in PATH (%v), but %s is set: a run with a real Redis must run the fault tests too", err, envRedisAddr)
 	}
-	p := &redisProc{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+	if port == 0 {
+		port = freePort(t)
+	}
+	p := &redisProc{t: t, bin: bin, dir: t.TempDir(), port: port}
 	p.args = append([]string{
 		"--port", strconv.Itoa(p.port),
 		"--bind", "127.0.0.1",
