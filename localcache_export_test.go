@@ -20,7 +20,8 @@ func CacheLen(c *Client) int {
 }
 
 // CacheLinkUps returns how many times c's local cache started answering
-// after its link (re)connected: each time, it was empty first.
+// after a flush (a link (re)connected, a topology change, a database
+// swapped): each time, it was empty first.
 func CacheLinkUps(c *Client) int64 { return c.cache.ups.Load() }
 
 // SetCacheAfterRead has IsTokenValid on c call f right after its Redis
