@@ -170,7 +170,7 @@ func (w *clusterWatch) node(addr string) *clusterNode {
 	opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns, opt.MaxActiveConns = 2, 0, 0, 0
 	opt.ClientName = clusterProbeName
 	opt.MaxRetries = -1
-	opt.ClientSideCacheConfig, opt.ClientSideCache = nil, nil
+	ownOptions(&opt)
 	n := &clusterNode{addr: addr, probe: redis.NewClient(&opt)}
 	w.nodes[addr] = n
 	return n

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // cacheLink is one connection that carries a Redis server's invalidations
@@ -63,7 +64,7 @@ func (lc *localCache) newCacheLink(opt redis.Options, chans []string) *cacheLink
 	opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns, opt.MaxActiveConns = 1, 0, 0, 0
 	opt.ClientName = cacheLinkName
 	opt.MaxRetries = -1 // read reconnects, and empties the cache first
-	opt.ClientSideCacheConfig, opt.ClientSideCache = nil, nil
+	ownOptions(&opt)
 	callerOnConnect := opt.OnConnect
 	opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
 		if callerOnConnect != nil {
@@ -75,6 +76,16 @@ func (lc *localCache) newCacheLink(opt redis.Options, chans []string) *cacheLink
 	}
 	l.client = redis.NewClient(&opt)
 	return l
+}
+
+// ownOptions makes opt, a copy of another client's options, the cache's
+// own: no client-side cache of go-redis's, and a maintenance-notification
+// config of its own (off: the cache's connections speak RESP2), not the
+// one opt's pointer shares with that client, which go-redis writes to
+// when that client connects.
+func ownOptions(opt *redis.Options) {
+	opt.ClientSideCacheConfig, opt.ClientSideCache = nil, nil
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
 
 // start runs the link on a goroutine of the cache's wait group.
