@@ -59,12 +59,19 @@ func newCacheSentinel(t *testing.T) *cacheSentinel {
 		s.waitWhole()
 		return s
 	}
+	// redis-sentinel is Debian's package of its own; redis-server
+	// --sentinel is the same program.
 	bin, err := exec.LookPath("redis-sentinel")
+	var mode []string
+	if err != nil {
+		bin, err = exec.LookPath("redis-server")
+		mode = []string{"--sentinel"}
+	}
 	if err != nil {
 		if os.Getenv(envRedisAddr) == "" {
-			t.Skipf("redis-sentinel is not in PATH (%v) and %s is unset: this test fails a Sentinel set over", err, envCacheSentinel)
+			t.Skipf("neither redis-sentinel nor redis-server is in PATH (%v) and %s is unset: this test fails a Sentinel set over", err, envCacheSentinel)
 		}
-		t.Fatalf("redis-sentinel is not in PATH (%v), but %s is set: a run with a real Redis must run the Sentinel test too (or set %s)", err, envRedisAddr, envCacheSentinel)
+		t.Fatalf("neither redis-sentinel nor redis-server is in PATH (%v), but %s is set: a run with a real Redis must run the Sentinel test too (or set %s)", err, envRedisAddr, envCacheSentinel)
 	}
 	primary := startRedis(t)
 	startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
@@ -81,7 +88,7 @@ sentinel failover-timeout mymaster 5000
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.args = []string{conf}
+	p.args = append([]string{conf}, mode...)
 	t.Cleanup(p.cleanup)
 	p.Start()
 	s := &cacheSentinel{t: t, master: "mymaster", sentinels: []string{p.Addr()}}
