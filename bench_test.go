@@ -792,15 +792,31 @@ func warmLocalCache(b *testing.B, c *mpauthx.Client, tokens []string) {
 // the process. (Up to B's first false would also count the time between
 // two checks, which is not staleness.) Reported as p50, p99 and max (in
 // µs) over b.N revocations; docs/localcache.md quotes them. Real Redis
-// only (miniredis cannot track).
+// only (miniredis cannot track): the server of MPAUTHX_REDIS_ADDR
+// ("redis") and the Cluster of MPAUTHX_REDIS_CLUSTER ("cluster"), each
+// when set.
 func BenchmarkLocalCacheRevocation(b *testing.B) {
-	addr := os.Getenv(envRedisAddr)
-	if addr == "" {
-		b.Skip("needs a real Redis: set " + envRedisAddr)
+	var targets []benchRedis
+	if addr := os.Getenv(envRedisAddr); addr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		b.Cleanup(func() { rdb.Close() })
+		targets = append(targets, benchRedis{name: "redis", rdb: rdb})
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	b.Cleanup(func() { rdb.Close() })
-	w := newCachedBenchWorld(b, rdb, 1, 1000)
+	cc := benchClusterClient(b)
+	if len(targets) == 0 && cc == nil {
+		b.Skip("needs a real Redis: set " + envRedisAddr + " or " + envRedisCluster)
+	}
+	for _, tg := range targets {
+		b.Run(tg.name, func(b *testing.B) { benchRevocation(b, tg.rdb) })
+	}
+	if cc != nil {
+		b.Run("cluster", func(b *testing.B) { benchRevocation(b, cc) })
+	}
+}
+
+// benchRevocation is BenchmarkLocalCacheRevocation on rdb.
+func benchRevocation(b *testing.B, rdb redis.UniversalClient) {
+	w := newAnyBenchWorld(b, rdb, 1, 1000)
 	cfg := w.cfg // the same Redis and Sku, a database of its own
 	cfg.DB = tempSQLite(b)
 	other, err := mpauthx.New(cfg)

@@ -2,12 +2,10 @@ package mpauthx
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"hash/maphash"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,37 +16,23 @@ import (
 
 // Config.LocalCache: token checks answered in process, kept current by
 // Redis itself (server-assisted client-side caching, CLIENT TRACKING).
+// docs/localcache.md tells the design at length; in short:
 //
-// mpauthx does not use go-redis's own client-side cache
-// (Options.ClientSideCacheConfig): measured in the same run, its hit
-// costs 0.7 µs and 5 allocations (a whole command through go-redis),
-// its entries outlive the key's TTL until an invalidation or MaxStaleness,
-// it caches nil replies (a flood of random tokens would fill it and
-// Redis's tracking table) and it needs RESP3 and DB 0 on the caller's
-// client. The cache here answers a hit in 0.2 µs without allocating; see
-// docs/localcache.md for the figures.
-//
-// The design:
-//
-//   - The tracking link is one connection of its own (a clone of the
-//     caller's *redis.Client options with Protocol 2 and PoolSize 1,
-//     named mpauthx-localcache) that runs CLIENT TRACKING ON REDIRECT
-//     <its own id> BCAST PREFIX mpauthx: when it connects, and then
-//     SUBSCRIBE __redis__:invalidate. In BCAST mode Redis keeps no table
-//     of the keys a client read: it announces every write of a key that
-//     starts with the prefix (coalesced per event-loop turn), so reads may
-//     go over any connection and no read can grow Redis's memory.
-//   - A heartbeat PINGs the link every cacheHeartbeat. A PONG comes back on
-//     the same connection after every invalidation Redis queued before it,
-//     so once it is read, the cache reflects every write Redis executed
-//     before the PING left: the cache may answer until cacheLease after
-//     that PING was sent, and not later. A link that dies, stalls or is
-//     refused therefore stops the hits within cacheLease, whatever the
-//     network does; a link error empties the cache as well, and it
-//     answers again only after a PONG of the new connection. (go-redis
-//     may replace a dead connection by itself, inside a PING or a read:
-//     the subscription it renews is the first message of the new
-//     connection, and empties the cache too.)
+//   - Links (localcache_link.go): one connection per Redis master, of the
+//     cache's own, that runs CLIENT TRACKING ON REDIRECT <its own id>
+//     BCAST PREFIX mpauthx: and SUBSCRIBE __redis__:invalidate. Redis
+//     then announces every write of a key under the prefix to it, so
+//     reads may go over any connection, and no read grows Redis's memory.
+//   - The lease: the cache answers only until cacheLease after the send
+//     of the last proof that every write Redis executed before that send
+//     has been announced to the cache, from every server the Client's
+//     reads and writes can reach. On one server (or a Sentinel failover
+//     client, localcache_server.go) the proof is a round through the
+//     caller's own client, whose marker must come back over the link; on
+//     a Cluster (localcache_cluster.go), a PONG on each master's link and
+//     an unchanged topology as every node tells it. A link error, a new
+//     link connection, a topology change or a swapped database empties
+//     the cache (flush) and voids the proofs sent before it.
 //   - Only positive answers are cached, for well-formed tokens of this
 //     Sku whose key held exactly their session: one entry per user ID,
 //     with the session and the expiry the key's PTTL gave (read after the
@@ -58,36 +42,28 @@ import (
 //     negative answer: the token may be newer than the entry.
 //   - An invalidation (or a revoke or refresh by this Client) bumps the
 //     generation of the user ID's stripe before deleting its entry; a
-//     link error bumps the epoch. An entry is inserted only when neither
+//     flush bumps the epoch. An entry is inserted only when neither
 //     changed since before its check was sent to Redis, so an
 //     invalidation that arrives between the read and the insert wins.
-//   - Redis announces nothing when SWAPDB swaps the Client's database for
-//     another. A canary key of the cache's own, stored in that database, is
-//     read every cacheHeartbeat over a connection of its own (the link's
-//     options, so the same server and database): the cache
-//     answers only until cacheLease after the send of the last GET that
-//     found it. A missing canary (swapped, flushed, expired, Redis
-//     restarted) empties the cache once the canary is stored again.
 //   - At most Config.LocalCache entries, in up to 64 shards of at least
 //     64 entries with a read-write lock each; a full shard evicts the
 //     entry that expires first among a few it samples.
 const (
-	cacheHeartbeat   = 10 * time.Millisecond // how often the link is PINGed
-	cacheLease       = 50 * time.Millisecond // how long after a PING's send its PONG lets the cache answer
-	cacheStall       = 2 * time.Second       // a link silent this long (no PONG) is replaced
-	cacheRetryMax    = time.Second           // the longest wait between attempts to reconnect the link
-	cacheFillTimeout = time.Second           // bounds a batch of PTTLs
+	cacheHeartbeat   = 10 * time.Millisecond // how often a proof is sent
+	cacheLease       = 50 * time.Millisecond // how long after a proof's send the cache may answer
+	cacheStall       = 2 * time.Second       // a link silent this long is replaced
+	cacheRetryMax    = time.Second           // the longest wait between attempts to reconnect a link
+	cacheFillTimeout = time.Second           // bounds a batch of PTTLs, and a round or a poll
 	cacheShardsMax   = 64
 	cacheShardMin    = 64               // entries per shard at least, unless LocalCache is smaller
 	cacheStripes     = 1024             // generation counters, by hash of user ID
 	cacheFillQueue   = 1024             // entries waiting for their PTTL at most; more are not cached
 	cacheFillBatch   = 256              // PTTLs in one pipeline at most
 	cacheEvictSample = 5                // entries a full shard looks at to evict one
-	cachePings       = 64               // PINGs in flight that a PONG can be matched with
+	cachePings       = 64               // proofs in flight that a reply can be matched with
 	canaryTTL        = time.Hour        // the canary key's TTL
 	canaryRefresh    = 10 * time.Minute // how often the canary key's TTL is renewed
 	cacheLinkName    = "mpauthx-localcache"
-	cacheCanaryName  = "mpauthx-localcache-canary"
 	invalidateChan   = "__redis__:invalidate"
 )
 
@@ -101,30 +77,40 @@ type localCache struct {
 	perShard int
 	shards   []cacheShard
 	gens     [cacheStripes]atomic.Uint64
-	epoch    atomic.Uint64 // bumped by every flush
+	epoch    atomic.Uint64 // bumped by every flush, under leaseMu
 	lease    atomic.Int64  // now() before which entries may be served; 0: none
-	canaried atomic.Int64  // now() before which the canary vouches for the database; 0: not yet
 
-	rdb   redis.UniversalClient // the Client's: the fills' PTTLs
-	link  *redis.Client         // the tracking link's own client
-	probe *redis.Client         // the canary's own client: the link's options, without tracking
-	ps    atomic.Pointer[redis.PubSub]
+	// leaseMu orders the renewals of the lease's parts with the flushes:
+	// a proof sent before a flush never renews the lease after it.
+	leaseMu sync.Mutex
+	parts   []*leasePart // the lease is the earliest of them
+	on      bool         // the lease was renewed since the last flush
+
+	rdb   redis.UniversalClient // the Client's: the fills' PTTLs, and the rounds
 	log   *slog.Logger
 	fills chan cacheFill
+	// fill reads the PTTLs of a batch of positive answers; nil: through
+	// rdb in one pipeline.
+	fill func(ctx context.Context, batch []cacheFill) []time.Duration
 
-	ctx    context.Context // ends at close, or when Redis refuses to track
+	ctx    context.Context // ends at close, or when the cache turns itself off
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	stop   func() error // closes what the mode opened (links, probes)
 
-	canaryKey string // the canary: a key of this cache's own in the Client's database
+	offOnce sync.Once    // the cache says once why it is off
+	ups     atomic.Int64 // how many times the cache started answering after a flush
 
-	refusal atomic.Pointer[error] // why Redis cannot track, once known
-	ups     atomic.Int64          // how many times the link came up
-
-	pingMu  sync.Mutex
-	pingSeq uint64
-	pings   [cachePings]cachePing
+	// For the tests: how many invalidations of this Sku's session keys
+	// were applied, how many positive answers the filler took, and a hook
+	// that IsTokenValid calls right after its Redis read.
+	invalidated, filled atomic.Int64
+	afterRead           atomic.Pointer[func()]
 }
+
+// leasePart is one proof's share of the lease: until when (now() units)
+// the last proof of its kind lets the cache answer. Guarded by leaseMu.
+type leasePart struct{ until int64 }
 
 // cacheShard is one lock's share of the entries, padded to its own cache
 // lines.
@@ -153,56 +139,35 @@ type cacheFill struct {
 	key, userID, session string
 }
 
-// cachePing is a PING sent on the link.
-type cachePing struct {
-	seq   uint64
-	sent  int64
-	epoch uint64
-}
-
 // newLocalCache returns the cache of up to size entries for sku's tokens
-// on rdb, and starts its link, or returns nil and logs why it cannot run
-// on rdb's kind of Redis.
+// on rdb, and starts it, or returns nil and logs why it cannot run on
+// rdb's kind of Redis.
 func newLocalCache(rdb redis.UniversalClient, sku string, size int, log *slog.Logger) *localCache {
-	r, ok := rdb.(*redis.Client)
-	if !ok {
-		log.LogAttrs(context.Background(), slog.LevelWarn, "mpauthx: Config.LocalCache is off: it needs a *redis.Client (one server or a Sentinel failover client); every check reads Redis",
+	lc := newCacheStore(sku, size)
+	lc.rdb, lc.log = rdb, log
+	switch r := rdb.(type) {
+	case *redis.Client:
+		lc.startServer(r)
+	case *redis.ClusterClient:
+		if r.Options().ReadOnly {
+			lc.cancel()
+			log.LogAttrs(context.Background(), slog.LevelWarn, "mpauthx: Config.LocalCache is off: the ClusterClient reads from replicas (ReadOnly), which the cache cannot follow; every check reads Redis")
+			return nil
+		}
+		lc.startCluster(r)
+	default:
+		lc.cancel()
+		log.LogAttrs(context.Background(), slog.LevelWarn, "mpauthx: Config.LocalCache is off: it needs a *redis.Client (one server or a Sentinel failover client) or a *redis.ClusterClient; every check reads Redis",
 			slog.String("redis", redisKind(rdb)))
 		return nil
 	}
-	lc := newCacheStore(sku, size)
-	lc.rdb, lc.log = rdb, log
-	lc.ctx, lc.cancel = context.WithCancel(context.Background())
-	opt := *r.Options()
-	opt.Protocol = 2 // invalidations as Pub/Sub messages, which go-redis reads
-	opt.PoolSize, opt.MinIdleConns, opt.MaxIdleConns, opt.MaxActiveConns = 1, 0, 0, 0
-	opt.ClientName = cacheLinkName
-	opt.MaxRetries = -1 // read reconnects, and empties the cache first
-	opt.ClientSideCacheConfig, opt.ClientSideCache = nil, nil
-	probeOpt := opt
-	probeOpt.ClientName = cacheCanaryName
-	lc.probe = redis.NewClient(&probeOpt)
-	callerOnConnect := opt.OnConnect
-	opt.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-		if callerOnConnect != nil {
-			if err := callerOnConnect(ctx, cn); err != nil {
-				return err
-			}
-		}
-		return lc.track(ctx, cn)
-	}
-	lc.link = redis.NewClient(&opt)
-	lc.canaryKey = keyPrefix + "localcache-canary:" + rand.Text()
-	lc.wg.Add(4)
-	go lc.read()
-	go lc.heartbeat()
+	lc.wg.Add(1)
 	go lc.filler()
-	go lc.canary()
 	return lc
 }
 
 // newCacheStore returns the entries of a cache of up to size entries for
-// sku's tokens, without a link: it answers nothing until a lease is set.
+// sku's tokens, without links: it answers nothing until a lease is set.
 func newCacheStore(sku string, size int) *localCache {
 	n := 1 // shards: as many as keep cacheShardMin entries each, up to cacheShardsMax
 	for n < cacheShardsMax && 2*n*cacheShardMin <= size {
@@ -212,7 +177,9 @@ func newCacheStore(sku string, size int) *localCache {
 		sku: sku, seed: maphash.MakeSeed(), base: time.Now(),
 		mask: uint64(n - 1), perShard: size / n, shards: make([]cacheShard, n),
 		fills: make(chan cacheFill, cacheFillQueue),
+		log:   slog.New(slog.DiscardHandler),
 	}
+	lc.ctx, lc.cancel = context.WithCancel(context.Background())
 	for i := range lc.shards {
 		lc.shards[i].m = make(map[string]cacheEntry)
 	}
@@ -221,25 +188,37 @@ func newCacheStore(sku string, size int) *localCache {
 
 // redisKind names rdb's type for a log line.
 func redisKind(rdb redis.UniversalClient) string {
-	switch rdb.(type) {
-	case *redis.ClusterClient:
-		return "Redis Cluster"
-	case *redis.Ring:
+	if _, ok := rdb.(*redis.Ring); ok {
 		return "Ring"
 	}
 	return "unknown client type"
 }
 
-// close stops the link and its goroutines. A nil lc does nothing.
+// close stops the links and the goroutines. A nil lc does nothing.
 func (lc *localCache) close() error {
 	if lc == nil {
 		return nil
 	}
 	lc.cancel()
-	err := lc.link.Close() // ends a Receive in flight
-	err = errors.Join(err, lc.probe.Close())
+	var err error
+	if lc.stop != nil {
+		err = lc.stop() // ends the Receives in flight
+	}
 	lc.wg.Wait()
 	return err
+}
+
+// off turns the cache off for good, saying why once at Warn.
+func (lc *localCache) off(why string, err error) {
+	lc.offOnce.Do(func() {
+		attrs := []slog.Attr{}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+		lc.log.LogAttrs(context.Background(), slog.LevelWarn, "mpauthx: Config.LocalCache is off: "+why+"; every check reads Redis", attrs...)
+	})
+	lc.flush()
+	lc.cancel()
 }
 
 // now is the monotonic time in nanoseconds since the cache was made.
@@ -249,8 +228,8 @@ func (lc *localCache) now() int64 { return int64(time.Since(lc.base)) }
 func (lc *localCache) hash(userID string) uint64 { return maphash.String(lc.seed, userID) }
 
 // hit reports whether the cache knows token userID|sku|session to be live:
-// the link vouches for the cache, the entry holds exactly that session
-// (compared in constant time) and has not expired.
+// the lease is live, the entry holds exactly that session (compared in
+// constant time) and has not expired.
 func (lc *localCache) hit(userID, session string) bool {
 	if lc == nil {
 		return false
@@ -266,11 +245,8 @@ func (lc *localCache) hit(userID, session string) bool {
 	return ok && now < e.expires && subtle.ConstantTimeCompare([]byte(e.session), []byte(session)) == 1
 }
 
-// answering reports whether the cache may answer at now: both the link's
-// lease and the canary's are live.
-func (lc *localCache) answering(now int64) bool {
-	return now < lc.lease.Load() && now < lc.canaried.Load()
-}
+// answering reports whether the cache may answer at now.
+func (lc *localCache) answering(now int64) bool { return now < lc.lease.Load() }
 
 // snapshot records the state of userID's stripe before its check is sent
 // to Redis.
@@ -283,6 +259,17 @@ func (lc *localCache) snapshot(userID string) cacheSnap {
 		return cacheSnap{}
 	}
 	return cacheSnap{epoch: epoch, gen: lc.gens[lc.hash(userID)%cacheStripes].Load(), ok: true}
+}
+
+// readDone runs the tests' hook, if any, between a check's Redis read and
+// what IsTokenValid does with it.
+func (lc *localCache) readDone() {
+	if lc == nil {
+		return
+	}
+	if f := lc.afterRead.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // learn queues a positive answer for caching, once its key's PTTL is
@@ -315,7 +302,8 @@ func (lc *localCache) forget(userID string) {
 // insert caches f's session until expires, unless an invalidation or a
 // flush came after f's snapshot. The check and the insert share the shard
 // lock that forget takes after bumping the generation, so either the
-// insert sees the bump or forget deletes what it inserted.
+// insert sees the bump or forget deletes what it inserted (and flush,
+// which bumps the epoch before it empties the shards, likewise).
 func (lc *localCache) insert(f cacheFill, expires int64) {
 	h := lc.hash(f.userID)
 	sh := &lc.shards[h&lc.mask]
@@ -350,17 +338,81 @@ func (sh *cacheShard) evict(n int) {
 	}
 }
 
-// flush empties the cache and stops it answering until the next PONG.
-// Only the reader calls it, so that no PONG renews the lease in between.
-func (lc *localCache) flush() {
+// addPart adds a part to the lease; until it is renewed, the cache does
+// not answer.
+func (lc *localCache) addPart() *leasePart {
+	p := &leasePart{}
+	lc.leaseMu.Lock()
+	lc.parts = append(lc.parts, p)
 	lc.lease.Store(0)
-	lc.purge()
+	lc.leaseMu.Unlock()
+	return p
 }
 
-// purge empties the cache, and refuses the inserts of the checks sent
-// before it.
-func (lc *localCache) purge() {
+// dropPart removes p from the lease.
+func (lc *localCache) dropPart(p *leasePart) {
+	lc.leaseMu.Lock()
+	defer lc.leaseMu.Unlock()
+	for i, q := range lc.parts {
+		if q == p {
+			lc.parts = append(lc.parts[:i], lc.parts[i+1:]...)
+			break
+		}
+	}
+	lc.store()
+}
+
+// renew extends p to until, the send of a proof plus cacheLease, unless
+// a flush came after epoch (read before the proof was sent) or p is no
+// longer part of the lease, and reports whether it did.
+func (lc *localCache) renew(p *leasePart, until int64, epoch uint64) bool {
+	lc.leaseMu.Lock()
+	defer lc.leaseMu.Unlock()
+	if lc.epoch.Load() != epoch || lc.ctx.Err() != nil {
+		return false
+	}
+	found := false
+	for _, q := range lc.parts {
+		found = found || q == p
+	}
+	if !found {
+		return false
+	}
+	p.until = max(p.until, until)
+	lc.store()
+	if !lc.on && lc.answering(lc.now()) {
+		lc.on = true
+		lc.ups.Add(1)
+		lc.log.LogAttrs(lc.ctx, slog.LevelInfo, "mpauthx: the local cache is on: Redis tracks the token keys")
+	}
+	return true
+}
+
+// store sets the lease to the earliest of its parts. leaseMu is held.
+func (lc *localCache) store() {
+	if len(lc.parts) == 0 {
+		lc.lease.Store(0)
+		return
+	}
+	until := lc.parts[0].until
+	for _, p := range lc.parts[1:] {
+		until = min(until, p.until)
+	}
+	lc.lease.Store(until)
+}
+
+// flush empties the cache, refuses the inserts of the checks sent before
+// it, and stops it answering until every part of the lease is renewed by
+// a proof sent after it.
+func (lc *localCache) flush() {
+	lc.leaseMu.Lock()
 	lc.epoch.Add(1)
+	for _, p := range lc.parts {
+		p.until = 0
+	}
+	lc.lease.Store(0)
+	lc.on = false
+	lc.leaseMu.Unlock()
 	for i := range lc.shards {
 		sh := &lc.shards[i]
 		sh.mu.Lock()
@@ -381,19 +433,20 @@ func (lc *localCache) len() int {
 	return n
 }
 
-// track turns tracking on for the link's new connection cn: invalidations
-// of every key under keyPrefix, sent to cn itself as Pub/Sub messages once
-// it subscribes. A refusal (an old server, a provider or an ACL without
-// CLIENT TRACKING) is recorded: the cache then stays off.
-func (lc *localCache) track(ctx context.Context, cn *redis.Conn) error {
-	id, err := cn.ClientID(ctx).Result()
-	if err == nil {
-		err = cn.Do(ctx, "client", "tracking", "on", "redirect", id, "bcast", "prefix", keyPrefix).Err()
+// invalidate forgets the user ID of key, when it is a session key of this
+// Client's Sku.
+func (lc *localCache) invalidate(key string) {
+	rest, ok := strings.CutPrefix(key, keyPrefix+"{")
+	if !ok {
+		return
 	}
-	if err != nil && refused(err) {
-		lc.refusal.CompareAndSwap(nil, &err)
+	if rest, ok = strings.CutSuffix(rest, "}:session"); !ok {
+		return
 	}
-	return err
+	if userID, sku, ok := strings.Cut(rest, "|"); ok && sku == lc.sku {
+		lc.forget(userID)
+		lc.invalidated.Add(1)
+	}
 }
 
 // refused reports whether err is Redis refusing a command for good: an
@@ -407,156 +460,17 @@ func refused(err error) bool {
 	return strings.HasPrefix(msg, "ERR") || strings.HasPrefix(msg, "NOPERM")
 }
 
-// noPermission reports whether err is an ACL's refusal, such as of the
-// SUBSCRIBE to the invalidation channel. Other errors of the link (even
+// noPermission reports whether err is an ACL's refusal, or a command this
+// Redis does not have: the cache could never answer. Other errors (even
 // error replies, such as "max number of clients reached" on connect) are
 // transient.
 func noPermission(err error) bool {
 	var re redis.Error
-	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOPERM")
-}
-
-// read runs the link until close: it subscribes, applies invalidations and
-// PONGs, and after any error empties the cache, waits a little and
-// connects again. When Redis refuses to track, it logs why once and stops
-// the cache.
-func (lc *localCache) read() {
-	defer lc.wg.Done()
-	wait := time.Duration(0)
-	everUp := false
-	for lc.ctx.Err() == nil {
-		ps := lc.link.Subscribe(lc.ctx, invalidateChan)
-		lc.ps.Store(ps)
-		up, err := lc.receive(ps)
-		lc.ps.Store(nil)
-		ps.Close()
-		lc.flush()
-		if lc.ctx.Err() != nil {
-			return
-		}
-		if p := lc.refusal.Load(); p != nil || noPermission(err) {
-			if p != nil {
-				err = *p
-			}
-			lc.log.LogAttrs(lc.ctx, slog.LevelWarn, "mpauthx: Config.LocalCache is off: this Redis does not let mpauthx track its keys (CLIENT TRACKING, Redis 6 or later); every check reads Redis",
-				slog.String("error", err.Error()))
-			lc.cancel()
-			return
-		}
-		if up || !everUp {
-			lc.log.LogAttrs(lc.ctx, slog.LevelWarn, "mpauthx: the local cache's link to Redis failed: checks read Redis until it is back",
-				slog.String("error", err.Error()))
-		}
-		everUp = everUp || up
-		if up {
-			wait = 0 // a link that worked: try again at once
-		} else {
-			wait = min(max(2*wait, cacheHeartbeat), cacheRetryMax)
-		}
-		select {
-		case <-time.After(wait):
-		case <-lc.ctx.Done():
-			return
-		}
-	}
-}
-
-// receive applies ps's messages until an error, and reports whether a
-// PONG made the cache answer meanwhile. A message it cannot parse (such
-// as the invalidation of everything after FLUSHALL, which go-redis does
-// not read) is an error too: the caller empties the cache.
-func (lc *localCache) receive(ps *redis.PubSub) (worked bool, err error) {
-	answering := false
-	for {
-		msg, err := ps.ReceiveTimeout(lc.ctx, cacheStall)
-		if err != nil {
-			return worked, err
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			// The first message of every connection: go-redis reconnects
-			// by itself when a PING or a read finds the connection dead,
-			// and subscribes again. What was written meanwhile was
-			// announced to no one.
-			lc.flush()
-			answering = false
-		case *redis.Message:
-			if m.Channel != invalidateChan {
-				continue
-			}
-			for _, key := range m.PayloadSlice {
-				lc.invalidate(key)
-			}
-			if m.Payload != "" {
-				lc.invalidate(m.Payload)
-			}
-		case *redis.Pong:
-			if lc.renew(m.Payload) && !answering {
-				answering, worked = true, true
-				lc.ups.Add(1)
-				lc.log.LogAttrs(lc.ctx, slog.LevelInfo, "mpauthx: the local cache is on: Redis tracks the token keys")
-			}
-		}
-	}
-}
-
-// invalidate forgets the user ID of key, when it is a session key of this
-// Client's Sku.
-func (lc *localCache) invalidate(key string) {
-	rest, ok := strings.CutPrefix(key, keyPrefix+"{")
-	if !ok {
-		return
-	}
-	if rest, ok = strings.CutSuffix(rest, "}:session"); !ok {
-		return
-	}
-	if userID, sku, ok := strings.Cut(rest, "|"); ok && sku == lc.sku {
-		lc.forget(userID)
-	}
-}
-
-// heartbeat PINGs the link every cacheHeartbeat, numbering each PING, until
-// the cache stops.
-func (lc *localCache) heartbeat() {
-	defer lc.wg.Done()
-	t := time.NewTicker(cacheHeartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-lc.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ps := lc.ps.Load()
-		if ps == nil {
-			continue
-		}
-		lc.pingMu.Lock()
-		lc.pingSeq++
-		seq := lc.pingSeq
-		lc.pings[seq%cachePings] = cachePing{seq: seq, sent: lc.now(), epoch: lc.epoch.Load()}
-		lc.pingMu.Unlock()
-		_ = ps.Ping(lc.ctx, strconv.FormatUint(seq, 10)) // the reader sees the link's errors
-	}
-}
-
-// renew extends the lease after the PONG of PING number payload, unless
-// that PING was sent before the last flush, and reports whether it did.
-func (lc *localCache) renew(payload string) bool {
-	seq, err := strconv.ParseUint(payload, 10, 64)
-	if err != nil {
+	if !errors.As(err, &re) {
 		return false
 	}
-	lc.pingMu.Lock()
-	p := lc.pings[seq%cachePings]
-	lc.pingMu.Unlock()
-	if p.seq != seq || p.epoch != lc.epoch.Load() {
-		return false
-	}
-	if until := p.sent + int64(cacheLease); until > lc.lease.Load() {
-		lc.lease.Store(until) // only the reader writes lease
-	}
-	return true
+	msg := re.Error()
+	return strings.HasPrefix(msg, "NOPERM") || strings.HasPrefix(msg, "ERR unknown command")
 }
 
 // filler reads the PTTLs of the queued positive answers, in pipelines,
@@ -571,86 +485,47 @@ func (lc *localCache) filler() {
 		case f := <-lc.fills:
 			batch = append(batch[:0], f)
 		}
-		lc.fill(drain(lc.fills, batch, cacheFillBatch))
+		lc.fillBatch(drain(lc.fills, batch, cacheFillBatch))
 	}
 }
 
-// fill reads the PTTL of each of batch's keys and caches the sessions
-// until then. The expiry counts from before the PTTLs were sent, so an
-// entry never outlives its key. A key without TTL, or gone, is not cached.
-func (lc *localCache) fill(batch []cacheFill) {
+// fillBatch reads the PTTL of each of batch's keys and caches the
+// sessions until then. The expiry counts from before the PTTLs were sent,
+// so an entry never outlives its key. A key without TTL, or gone, is not
+// cached.
+func (lc *localCache) fillBatch(batch []cacheFill) {
 	ctx, cancel := context.WithTimeout(lc.ctx, cacheFillTimeout)
 	defer cancel()
 	sent := lc.now()
+	var ttls []time.Duration
+	if lc.fill != nil {
+		ttls = lc.fill(ctx, batch)
+	} else {
+		ttls = pttls(ctx, lc.rdb, batch)
+	}
+	for i, f := range batch {
+		if ttls[i] > 0 {
+			lc.insert(f, sent+int64(ttls[i]))
+		}
+	}
+	lc.filled.Add(int64(len(batch)))
+}
+
+// pttls reads the PTTL of each of batch's keys through rdb, in one
+// pipeline; a key whose PTTL failed has 0.
+func pttls(ctx context.Context, rdb redis.Cmdable, batch []cacheFill) []time.Duration {
 	cmds := make([]*redis.DurationCmd, len(batch))
-	_, _ = lc.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each command keeps its own error
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each command keeps its own error
 		for i, f := range batch {
 			cmds[i] = p.PTTL(ctx, f.key)
 		}
 		return nil
 	})
-	for i, f := range batch {
-		if ttl, err := cmds[i].Result(); err == nil && ttl > 0 {
-			lc.insert(f, sent+int64(ttl))
+	ttls := make([]time.Duration, len(batch))
+	for i, cmd := range cmds {
+		if ttl, err := cmd.Result(); err == nil {
+			ttls[i] = ttl
 		}
 	}
-}
-
-// canary vouches, every cacheHeartbeat once the link has answered, that
-// the Client's database is still the one whose writes the link announces:
-// Redis announces nothing when SWAPDB swaps it for another (nor when a
-// failover or a restart hands it over empty, which the link's reconnect
-// covers). It reads the canary key over a connection of its own (same
-// server and database as the Client's, but no wait for the Client's pool
-// when the application keeps it busy): holding
-// the value last stored, it lets the cache answer until cacheLease after
-// that GET's send. Missing or holding another value (a database swapped
-// out and back holds an older one), the key is stored again with a new
-// value and then the cache is purged (in that order: a swap in between is
-// found by the next GET), and the next GET that finds the new value lets
-// the cache answer again. Its TTL is renewed only while it holds the
-// value (SET XX), so that a renewal cannot hide a swap.
-func (lc *localCache) canary() {
-	defer lc.wg.Done()
-	t := time.NewTicker(cacheHeartbeat)
-	defer t.Stop()
-	var (
-		want   string // the value last stored; "" before the first store
-		stored int64  // now() when it was stored or its TTL renewed
-	)
-	for {
-		select {
-		case <-lc.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if lc.ups.Load() == 0 {
-			continue // the link never answered: Redis may not track at all
-		}
-		ctx, cancel := context.WithTimeout(lc.ctx, cacheFillTimeout)
-		sent := lc.now()
-		got, err := lc.probe.Get(ctx, lc.canaryKey).Result()
-		switch {
-		case err == nil && got == want && want != "":
-			if until := sent + int64(cacheLease); until > lc.canaried.Load() {
-				lc.canaried.Store(until) // only this goroutine writes canaried
-			}
-			if sent-stored >= int64(canaryRefresh) && lc.probe.SetXX(ctx, lc.canaryKey, want, canaryTTL).Err() == nil {
-				stored = sent
-			}
-		case err == nil || errors.Is(err, redis.Nil):
-			v := rand.Text()
-			if err = lc.probe.Set(ctx, lc.canaryKey, v, canaryTTL).Err(); err == nil {
-				want, stored = v, sent
-				lc.purge()
-			}
-		}
-		cancel()
-		if noPermission(err) { // an ACL that denies the canary key: the cache could never answer
-			lc.log.LogAttrs(lc.ctx, slog.LevelWarn, "mpauthx: Config.LocalCache is off: Redis does not let mpauthx read and write its canary key (GET and SET of mpauthx:localcache-canary:*); every check reads Redis",
-				slog.String("error", err.Error()))
-			lc.cancel()
-			return
-		}
-	}
+	return ttls
 }

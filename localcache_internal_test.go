@@ -17,7 +17,6 @@ const testSku = "sku-cache"
 func testCache(size int) *localCache {
 	lc := newCacheStore(testSku, size)
 	lc.lease.Store(lc.now() + int64(time.Hour))
-	lc.canaried.Store(lc.now() + int64(time.Hour))
 	return lc
 }
 
@@ -113,12 +112,40 @@ func TestCacheHit(t *testing.T) {
 			t.Error("a hit without a lease")
 		}
 	})
-	t.Run("the canary's lease ran out", func(t *testing.T) {
-		lc := testCache(100)
+	t.Run("one part of the lease ran out", func(t *testing.T) {
+		lc := newCacheStore(testSku, 100)
+		a, b := lc.addPart(), lc.addPart()
+		epoch := lc.epoch.Load()
+		lc.renew(a, lc.now()+int64(time.Hour), epoch)
+		lc.renew(b, lc.now()+int64(time.Hour), epoch)
 		checked(lc, u, s, func() {})
-		lc.canaried.Store(lc.now())
+		if !lc.hit(u, s) {
+			t.Fatal("no hit with both parts live")
+		}
+		lc.leaseMu.Lock()
+		b.until = lc.now()
+		lc.store()
+		lc.leaseMu.Unlock()
 		if lc.hit(u, s) || lc.snapshot(u).ok {
-			t.Error("an answer without the canary's lease")
+			t.Error("an answer with one part of the lease run out")
+		}
+		lc.renew(b, lc.now()+int64(time.Hour), epoch)
+		if !lc.hit(u, s) {
+			t.Error("no hit once the part is renewed")
+		}
+		lc.dropPart(a)
+		lc.dropPart(b)
+		if lc.hit(u, s) {
+			t.Error("a hit with no part at all")
+		}
+	})
+	t.Run("a proof sent before a flush", func(t *testing.T) {
+		lc := newCacheStore(testSku, 100)
+		p := lc.addPart()
+		epoch := lc.epoch.Load()
+		lc.flush()
+		if lc.renew(p, lc.now()+int64(time.Hour), epoch) || lc.answering(lc.now()) {
+			t.Error("a proof sent before a flush renewed the lease")
 		}
 	})
 	t.Run("expired", func(t *testing.T) {

@@ -16,11 +16,13 @@ import (
 )
 
 // The tests of Config.LocalCache. The cache runs on a real Redis (a
-// *redis.Client); on miniredis, a Cluster and a Ring it is off, and the
-// same tests check that the answers are the same as without it. None of
-// them asserts a duration: "stops validating" is polled for, with a hang
-// guard far above the documented bound, which the benchmarks measure
-// (docs/localcache.md).
+// *redis.Client); on miniredis and a Ring it is off, and the same tests
+// check that the answers are the same as without it. They run on every
+// backend of forEachRedis and, when MPAUTHX_REDIS_ADDR is unset, on a
+// redis-server of their own when one is in PATH (cacheBackends). "Stops
+// validating" is polled for, with a hang guard far above the documented
+// bound, which the benchmarks measure (docs/localcache.md); the fault tests
+// (localcache_faults_test.go) assert the bound itself.
 
 // cacheHang is how long a test waits for something that takes well under
 // a second, before it fails instead of hanging.
@@ -33,10 +35,37 @@ const cacheSize = 1000
 func withCache(cfg *mpauthx.Config) { cfg.LocalCache = cacheSize }
 
 // caches reports whether e's Clients run a local cache: on a real Redis
-// behind a *redis.Client.
+// behind a *redis.Client, or a Redis Cluster.
 func caches(e *env) bool {
-	_, ok := e.rdb.(*redis.Client)
-	return ok && e.mr == nil
+	switch e.rdb.(type) {
+	case *redis.Client:
+		return e.mr == nil
+	case *redis.ClusterClient:
+		return true
+	}
+	return false
+}
+
+// cacheBackends lists the backends of the cache's tests: backends(), and a
+// redis-server of each test's own when MPAUTHX_REDIS_ADDR is unset and
+// redis-server is in PATH.
+func cacheBackends() []backend {
+	bs := backends()
+	if own, ok := ownRedisBackend(); ok {
+		bs = append(bs, own)
+	}
+	return bs
+}
+
+// forEachCacheRedis is forEachRedis on cacheBackends.
+func forEachCacheRedis(t *testing.T, tweak func(*mpauthx.Config), f func(t *testing.T, e *env)) {
+	t.Helper()
+	forEachRedis(t, tweak, f)
+	if own, ok := ownRedisBackend(); ok {
+		t.Run(own.name, func(t *testing.T) {
+			f(t, newEnv(t, own, tweak))
+		})
+	}
 }
 
 // pollUntil calls cond until it holds, and fails the test if it does not
@@ -87,7 +116,7 @@ func held(t *testing.T, e *env, c *mpauthx.Client, token string) {
 // expired stops validating on another instance whose cache held it, and
 // at once on the instance that revoked or refreshed it.
 func TestLocalCachePropagation(t *testing.T) {
-	forEachRedis(t, withCache, func(t *testing.T, e *env) {
+	forEachCacheRedis(t, withCache, func(t *testing.T, e *env) {
 		a, b := e.c, e.client(t, withCache)
 		aValid, bValid := checkOf(t, a), checkOf(t, b)
 		u := e.user("ann")
@@ -138,7 +167,7 @@ func TestLocalCachePropagation(t *testing.T) {
 // expired keys lazily.
 func TestLocalCacheExpiry(t *testing.T) {
 	const ttl = 1500 * time.Millisecond
-	forEachRedis(t, func(cfg *mpauthx.Config) { withCache(cfg); cfg.TokenTTL = ttl }, func(t *testing.T, e *env) {
+	forEachCacheRedis(t, func(cfg *mpauthx.Config) { withCache(cfg); cfg.TokenTTL = ttl }, func(t *testing.T, e *env) {
 		b := e.client(t, func(cfg *mpauthx.Config) { withCache(cfg); cfg.TokenTTL = ttl })
 		tok := e.login(t, e.user("bob"))
 		// After the login: the key's expiry, in Redis's whole milliseconds,
@@ -169,7 +198,7 @@ func TestLocalCacheExpiry(t *testing.T) {
 func TestLocalCacheOnlyLiveTokens(t *testing.T) {
 	const size = 64
 	tweak := func(cfg *mpauthx.Config) { cfg.LocalCache = size }
-	forEachRedis(t, tweak, func(t *testing.T, e *env) {
+	forEachCacheRedis(t, tweak, func(t *testing.T, e *env) {
 		c := e.c
 		valid := checkOf(t, c)
 		var live []string
@@ -232,7 +261,7 @@ func TestLocalCacheOnlyLiveTokens(t *testing.T) {
 // tokens of known user IDs) evicts no live entry: Redis did not change,
 // so the cache must not either.
 func TestLocalCacheForgedRevokes(t *testing.T) {
-	forEachRedis(t, withCache, func(t *testing.T, e *env) {
+	forEachCacheRedis(t, withCache, func(t *testing.T, e *env) {
 		c := e.c
 		var live []string
 		for i := range 8 {
@@ -277,7 +306,7 @@ func countHeld(c *mpauthx.Client, tokens []string) int {
 // writes stop, the cached Client agrees with the uncached one on every
 // token ever issued (it may lag behind by the documented bound before).
 func TestLocalCacheChurn(t *testing.T) {
-	forEachRedis(t, withCache, func(t *testing.T, e *env) {
+	forEachCacheRedis(t, withCache, func(t *testing.T, e *env) {
 		cached := e.client(t, withCache)
 		plain := e.client(t, func(cfg *mpauthx.Config) { cfg.LocalCache = 0 })
 		const (
@@ -379,12 +408,12 @@ func cacheOffLines(logs *logBuffer) int {
 }
 
 // TestLocalCacheOff checks that where Redis cannot track (miniredis) or
-// the client is a Cluster or a Ring, a Client with LocalCache works as
+// the client is a Ring, a Client with LocalCache works as
 // without it and logs once, at Warn, why the cache is off.
 func TestLocalCacheOff(t *testing.T) {
-	bs := append(backends(), ringBackend)
+	bs := append(cacheBackends(), ringBackend)
 	for _, b := range bs {
-		if b.name == "redis" {
+		if b.name == "redis" || b.name == "redis-server" || b.name == "cluster" {
 			continue // it can track
 		}
 		t.Run(b.name, func(t *testing.T) {
@@ -422,10 +451,7 @@ func TestLocalCacheOff(t *testing.T) {
 // TestLocalCacheCloseLeaksNothing checks that Close stops the cache's
 // link and goroutines, on a Redis that tracks and on one that refuses.
 func TestLocalCacheCloseLeaksNothing(t *testing.T) {
-	for _, b := range backends() {
-		if b.name == "cluster" {
-			continue // no cache: nothing started
-		}
+	for _, b := range cacheBackends() {
 		t.Run(b.name, func(t *testing.T) {
 			e := newEnv(t, b, nil)
 			tok := e.login(t, e.user("dan"))

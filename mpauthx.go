@@ -132,18 +132,14 @@ type Config struct {
 	// current by Redis itself (server-assisted client-side caching); 0
 	// means off. A repeated check of a live token is then answered without
 	// a round trip; a token revoked or refreshed by any instance stops
-	// validating everywhere within 50 ms, and an expired one at its expiry
-	// (docs/localcache.md has the bound and the figures). Only live tokens
-	// are cached, so unknown or random tokens cannot fill it.
-	//
-	// It needs a *redis.Client (a server or a Sentinel failover client)
-	// on Redis 6 or later whose user may run CLIENT ID, CLIENT TRACKING,
-	// CLIENT SETNAME, SUBSCRIBE to __redis__:invalidate, PING and PTTL,
-	// and GET and SET of a canary key under mpauthx: (which catches
-	// SWAPDB); the Client opens two more connections for it. Elsewhere (a
-	// Cluster, a Ring, miniredis, an older server, a provider without
-	// CLIENT TRACKING) checks read Redis as without it, and the Logger
-	// says why once.
+	// validating everywhere within 50 ms, across failovers and Cluster
+	// topology changes too, and an expired one at its expiry. Only live
+	// tokens are cached, so unknown or random tokens cannot fill it. It
+	// needs Redis 6 or later behind a *redis.Client (one server, or a
+	// Sentinel failover client) or a *redis.ClusterClient that reads from
+	// masters; elsewhere checks read Redis as without it, and the Logger
+	// says why once. docs/localcache.md has the design, the ACL it needs,
+	// the connections it opens and the figures.
 	LocalCache int
 
 	// Platform is the kind of app this Client serves; "" means

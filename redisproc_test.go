@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 // redisProc is a redis-server process owned by one test: started on a free
@@ -40,6 +43,12 @@ const redisReadyTimeout = 10 * time.Second
 // also run the fault tests, so there a missing redis-server fails.
 func startRedis(t *testing.T, extra ...string) *redisProc {
 	t.Helper()
+	return startRedisPort(t, 0, extra...)
+}
+
+// startRedisPort is startRedis on the given port (0: a free one).
+func startRedisPort(t *testing.T, port int, extra ...string) *redisProc {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv(envRedisAddr) == "" {
@@ -47,7 +56,10 @@ func startRedis(t *testing.T, extra ...string) *redisProc {
 		}
 		t.Fatalf("redis-server is not in PATH (%v), but %s is set: a run with a real Redis must run the fault tests too", err, envRedisAddr)
 	}
-	p := &redisProc{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+	if port == 0 {
+		port = freePort(t)
+	}
+	p := &redisProc{t: t, bin: bin, dir: t.TempDir(), port: port}
 	p.args = append([]string{
 		"--port", strconv.Itoa(p.port),
 		"--bind", "127.0.0.1",
@@ -161,4 +173,25 @@ func (p *redisProc) cleanup() {
 	p.cmd.Process.Signal(syscall.SIGKILL) // SIGKILL ends a stopped process too
 	p.cmd.Wait()
 	p.cmd = nil
+}
+
+// ownRedisBackend returns a backend that starts a redis-server of the
+// test's own (startRedis) for each test, when MPAUTHX_REDIS_ADDR is unset
+// and redis-server is in PATH: the tests of Config.LocalCache need a Redis
+// that tracks, and a plain `go test ./...` on a machine with redis-server
+// runs them too. ok is false when MPAUTHX_REDIS_ADDR is set (backends()
+// has that server already) or redis-server is missing.
+func ownRedisBackend() (b backend, ok bool) {
+	if os.Getenv(envRedisAddr) != "" {
+		return backend{}, false
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return backend{}, false
+	}
+	return backend{name: "redis-server", open: func(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
+		p := startRedis(t)
+		rdb := redis.NewClient(&redis.Options{Addr: p.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+		return rdb, nil
+	}}, true
 }

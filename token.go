@@ -214,9 +214,13 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 		c.stats.cacheHit()
 		return true, nil
 	}
+	// The snapshot comes before the read: an invalidation that arrives
+	// after it, even one of a write that Redis executed before the read,
+	// keeps the answer out of the cache (see localCache.insert).
 	snap := c.cache.snapshot(userID)
 	key := c.sessionKey(userID)
 	cur, found, err := c.checks.get(ctx, key)
+	c.cache.readDone()
 	if err != nil {
 		c.stats.checkFailed()
 		err = c.storageError(ctx, "checking the token failed", err)
