@@ -135,3 +135,52 @@ func TestLinkRaces(t *testing.T) {
 		})
 	}
 }
+
+// TestNoTakeoverByCraftedIDs: identifiers that differ from another
+// user's only by SQL wildcards, quotes, a Unicode lookalike or their
+// platform, a unionid of one family met in another, and a new user ID
+// that a row of the application already holds: each a new user, never
+// another's.
+func TestNoTakeoverByCraftedIDs(t *testing.T) {
+	for _, d := range testDBs() {
+		t.Run(d.name, func(t *testing.T) {
+			db, instance := d.open(t)
+			s := instance(true)
+			ctx := context.Background()
+			victim := mustLogin(t, s, ident(WeChatMiniProgram, "wx", "oVictim_1", "UVictim"), "")
+			if victim != "UVictim" {
+				t.Fatalf("victim = %q", victim)
+			}
+			// The application's own row, holding a Douyin new user's ID.
+			if _, err := s.db.ExecContext(ctx, s.d.q[qInsertUser], "douyin:dd", nil, nil, nil, nil, nil, nil, ""); err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{victim: true, "douyin:dd": true}
+			for _, id := range []Identity{
+				ident(WeChatMiniProgram, "wx", "oVictim%", ""),
+				ident(WeChatMiniProgram, "wx", "oVictim__", ""),
+				ident(WeChatMiniProgram, "wx", "oVictim_1'", ""),
+				ident(WeChatMiniProgram, "wx", "оVictim_1", ""), // Cyrillic о
+				ident(WeChatMiniProgram, "wx", "OVICTIM_1", ""),
+				ident(WeChatMiniProgram, "wx2", "oVictim_1x", "UVictim%"),
+				ident(QQMiniProgram, "wx", "oVictim_1", "UVictim"),     // QQ's unionid namespace
+				ident(DouyinMiniProgram, "tt", "oVictim_1", "UVictim"), // Douyin's
+				ident(AlipayMiniProgram, "wx", "oVictim_1", ""),        // same app ID and openid string
+				ident(AlipayMiniProgram, "ali", "UVictim", ""),         // the victim's ID as an openid
+				ident(DouyinMiniProgram, "tt", "dd", ""),               // "douyin:dd" is taken
+			} {
+				got, err := s.login(ctx, id, nil, "")
+				if err != nil {
+					t.Fatalf("%+v: %v", id, err)
+				}
+				if seen[got] {
+					t.Fatalf("%+v logged in as the existing user %q", id, got)
+				}
+				seen[got] = true
+			}
+			if n := count(t, db, `SELECT count(*) FROM user_identity WHERE userId = ?`, victim); n != 1 {
+				t.Fatalf("the victim has %d identities, want 1", n)
+			}
+		})
+	}
+}
