@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Phone is a user's phone number, as WeChat's getuserphonenumber gives it.
@@ -155,6 +156,32 @@ func parsePhoneReply(body []byte) (Phone, string, error) {
 	return p, r.PhoneInfo.Watermark.AppID, nil
 }
 
+// storedPhone is how the user table keeps a verified number p, the form
+// LinkByPhone matches: the pure number for mainland China (country code
+// 86, and Alipay's numbers, which come without one), else "+<country
+// code> <pure number>". National digits are shared across countries (+55
+// 13 91234-5678 in Brazil and +86 139 1234 5678 are both "13912345678"):
+// keyed by them alone, LinkByPhone would open one person's account to the
+// other. User.Phone reads back the pure number.
+func storedPhone(p Phone) string {
+	cc := strings.TrimPrefix(p.CountryCode, "+")
+	if cc == "" || cc == "86" {
+		return p.PurePhoneNumber
+	}
+	return "+" + cc + " " + p.PurePhoneNumber
+}
+
+// purePhone is the pure number of a phone as the user table keeps it (see
+// storedPhone).
+func purePhone(stored string) string {
+	if rest, ok := strings.CutPrefix(stored, "+"); ok {
+		if _, pure, ok := strings.Cut(rest, " "); ok {
+			return pure
+		}
+	}
+	return stored
+}
+
 // validPhoneField reports whether s is a phone number field as WeChat
 // sends it: 1 to maxPhoneLen digits, with a leading '+' when plus is set
 // (the number with its country code).
@@ -218,7 +245,7 @@ func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string
 	if err != nil {
 		return c.fail(ctx, err)
 	}
-	userID, err := c.store.login(ctx, c.identity(s.openID, s.unionID), nil, p.PurePhoneNumber)
+	userID, err := c.store.login(ctx, c.identity(s.openID, s.unionID), nil, storedPhone(p))
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "saving the user failed", err))
 	}

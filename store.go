@@ -18,8 +18,9 @@ import (
 // databases keep working, with the columns, indexes and table mpauthx
 // adds. The user table's openId column holds the user ID of a token; its
 // wxOpenId and unionId columns are those of earlier versions, read (never
-// written) to find their users; phone is the pure phone number of the
-// last phone login, recorded only when a platform verified it. The
+// written) to find their users; phone is the phone number of the last
+// phone login, recorded only when a platform verified it: the pure number
+// for mainland China, "+<country code> <pure number>" for others. The
 // user_identity table holds every app's identifier of each user (see
 // Identity): the (platform, appId, openId) of each app the user logged in
 // through, with its unionid in the platform family's namespace (family:
@@ -454,6 +455,7 @@ func (s *store) user(ctx context.Context, userID string, platform Platform, appI
 	if err := rows.Err(); err != nil {
 		return User{}, false, err
 	}
+	u.Phone = purePhone(u.Phone)
 	// Sorted here, bytewise: a database's collation may order text
 	// otherwise.
 	slices.SortFunc(u.Identities, func(a, b Identity) int {
