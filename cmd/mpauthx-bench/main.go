@@ -44,6 +44,14 @@
 // a TTL, and deletes them at the end, also when interrupted. It never flushes
 // a database.
 //
+// With -fake-wechat it measures nothing: it serves the fake WeChat of the
+// logins phase (the same app and users) for bench/node-login, the Node.js
+// original's login, so that both sides log in against the same fake. It
+// prints one JSON line (api_base, appid, secret, users_url: GET
+// users_url?n=N registers N new users and answers, for each, the openid
+// and one login's code, encryptedData and iv), then serves until its
+// stdin ends.
+//
 // Exit status: 0 when the run completed without failures or wrong answers,
 // 1 otherwise, 2 for a bad flag.
 package main
@@ -126,6 +134,7 @@ type options struct {
 	seconds       float64
 	localCache    int
 	cpuProfile    string
+	fakeWeChat    bool
 }
 
 // parseFlags parses args.
@@ -142,6 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.seconds, "seconds", 5, "duration of the token checks")
 	fs.IntVar(&o.localCache, "local-cache", 0, "Config.LocalCache: tokens checked in process, kept current by Redis (0: off)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the logins and checks to `file`")
+	fs.BoolVar(&o.fakeWeChat, "fake-wechat", false, "only serve the fake WeChat and its users for another program (bench/node-login), until stdin ends")
 	if err := fs.Parse(args); err != nil { // also -h: flag.ErrHelp
 		return o, usageError{err}
 	}
@@ -213,6 +223,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.fakeWeChat {
+		return serveFake(ctx, os.Stdin, stdout)
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "mpauthx-bench: "+format+"\n", a...) }
 
@@ -492,8 +505,21 @@ type user struct {
 // makeUsers registers n users with the fake WeChat and prepares one login
 // each (what the mini program would send), outside the timed phase.
 func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
-	users := make([]user, n)
+	users := newUsers(wx, n)
 	keys := make([]string, 0, 2*n)
+	for _, u := range users {
+		// A login writes the user's token and sealed session key.
+		keys = append(keys, sessionKey(u.openID, w.sku), "mpauthx:{"+u.openID+"|"+w.sku+"}:sk")
+	}
+	w.add(keys...)
+	return users
+}
+
+// newUsers registers n new users with the fake WeChat and prepares one
+// login each: the users of every run, the Node.js harness's included
+// (see serveFake).
+func newUsers(wx *mpauthxtest.Server, n int) []user {
+	users := make([]user, n)
 	for i := range users {
 		u := wx.AddUser(mpauthxtest.User{
 			OpenID: "o" + rand.Text()[:22] + "-" + strconv.Itoa(i), NickName: "bench " + strconv.Itoa(i),
@@ -501,10 +527,7 @@ func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
 		})
 		data, iv := wx.UserInfo(u.OpenID)
 		users[i] = user{openID: u.OpenID, code: wx.Code(u.OpenID), data: data, iv: iv, revoke: i%badEvery == 1}
-		// A login writes the user's token and sealed session key.
-		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sk")
 	}
-	w.add(keys...)
 	return users
 }
 
