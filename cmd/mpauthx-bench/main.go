@@ -214,6 +214,13 @@ type Phase struct {
 	// Redis that reports them (not miniredis).
 	RedisCommands   int64   `json:"redis_commands,omitempty"`
 	CommandsPerCall float64 `json:"redis_commands_per_call,omitempty"`
+	// CPUPerCall is the CPU time (user and system, in µs) this process
+	// used during the phase, per call: the client's, and for logins the
+	// fake WeChat's and SQLite's too; RedisCPUPerCall is Redis's, from
+	// INFO cpu (on a Redis that reports it). Unlike the rates, they hardly
+	// depend on what else the machine is running.
+	CPUPerCall      float64 `json:"cpu_us_per_call,omitempty"`
+	RedisCPUPerCall float64 `json:"redis_cpu_us_per_call,omitempty"`
 	Failures        int64   `json:"failures"`
 	Wrong           int64   `json:"wrong"`
 }
@@ -315,8 +322,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("warm-up: %d of %d logins failed", warmed.Failures+warmed.Wrong, len(warm))
 	}
 	logf("logging %d users in, %d at a time", o.users, o.concurrency)
-	tokens, logins := login(ctx, c, users, o.concurrency)
-	rep.Logins = logins
+	var tokens []string
+	rep.Logins, _, err = counted(ctx, rdb, func() (p Phase, _ int64) {
+		tokens, p = login(ctx, c, users, o.concurrency)
+		return p, 0
+	})
+	if err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -632,17 +645,52 @@ func livePlan(plan []probe) []probe {
 // ctx ended.
 func counted(ctx context.Context, rdb *redis.Client, phase func() (Phase, int64)) (Phase, int64, error) {
 	before, counting := commandCalls(ctx, rdb)
+	redisCPU0, redisCPUOK := redisCPU(ctx, rdb)
+	cpu0, cpuOK := processCPU()
 	p, n := phase()
+	cpu1, cpuOK1 := processCPU()
 	if err := ctx.Err(); err != nil {
 		return p, n, err
 	}
+	if p.Count == 0 {
+		return p, n, nil
+	}
+	perCall := func(d time.Duration) float64 { return round(float64(d) / 1e3 / float64(p.Count)) }
+	if cpuOK && cpuOK1 {
+		p.CPUPerCall = perCall(cpu1 - cpu0)
+	}
 	if after, ok := commandCalls(ctx, rdb); counting && ok {
 		p.RedisCommands = after - before
-		if p.Count > 0 {
-			p.CommandsPerCall = math.Round(float64(p.RedisCommands)/float64(p.Count)*1e5) / 1e5
-		}
+		p.CommandsPerCall = math.Round(float64(p.RedisCommands)/float64(p.Count)*1e5) / 1e5
+	}
+	if redisCPU1, ok := redisCPU(ctx, rdb); redisCPUOK && ok {
+		p.RedisCPUPerCall = perCall(redisCPU1 - redisCPU0)
 	}
 	return p, n, nil
+}
+
+// redisCPU returns the CPU time Redis has used (used_cpu_sys and
+// used_cpu_user of INFO cpu), and false when Redis does not say.
+func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, bool) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, false
+	}
+	var total float64
+	n := 0
+	for line := range strings.Lines(info) {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_sys" && name != "used_cpu_user") {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, false
+		}
+		total += f
+		n++
+	}
+	return time.Duration(total * float64(time.Second)), n == 2
 }
 
 // commandCalls returns how many commands Redis has run, INFO excepted,
