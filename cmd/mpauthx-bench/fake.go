@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -98,4 +101,91 @@ func serveFake(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// fakeWeChat is the fake WeChat a run logs in against: an mpauthxtest
+// server in this process, or one in a child process (-fake-process).
+type fakeWeChat struct {
+	appID, secret, apiBase string
+	// newUsers registers n new users and prepares one login each.
+	newUsers func(n int) ([]user, error)
+	close    func()
+}
+
+// inProcessFake starts the fake WeChat in this process.
+func inProcessFake() *fakeWeChat {
+	wx := mpauthxtest.NewServer(benchAppID, "bench-secret-"+rand.Text())
+	return &fakeWeChat{
+		appID: wx.AppID, secret: wx.AppSecret, apiBase: wx.URL,
+		newUsers: func(n int) ([]user, error) { return newUsers(wx, n), nil },
+		close:    wx.Close,
+	}
+}
+
+// startFakeProcess runs this command with -fake-wechat in a child process,
+// as bench/node-login does, and returns its fake WeChat.
+func startFakeProcess(ctx context.Context) (*fakeWeChat, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "-fake-wechat")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		stdin.Close() // serveFake returns at the end of its stdin
+		cmd.Wait()
+	}
+	var info fakeInfo
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &info)
+	}
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("the fake WeChat's process: %w", err)
+	}
+	return &fakeWeChat{
+		appID: info.AppID, secret: info.Secret, apiBase: info.APIBase,
+		newUsers: func(n int) ([]user, error) { return fetchUsers(ctx, info.UsersURL, n) },
+		close:    stop,
+	}, nil
+}
+
+// fetchUsers asks the fake WeChat's process for n new users.
+func fetchUsers(ctx context.Context, usersURL string, n int) ([]user, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, usersURL+"?n="+strconv.Itoa(n), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the fake WeChat's users: HTTP %d", resp.StatusCode)
+	}
+	var got fakeUsers
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		return nil, err
+	}
+	if len(got.Users) != n {
+		return nil, fmt.Errorf("the fake WeChat gave %d users, want %d", len(got.Users), n)
+	}
+	users := make([]user, n)
+	for i, u := range got.Users {
+		users[i] = user{openID: u.OpenID, code: u.Code, data: u.EncryptedData, iv: u.IV, revoke: i%badEvery == 1}
+	}
+	return users, nil
 }

@@ -2,17 +2,51 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/seeda8e74ca0/mpauthx"
 	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
 )
+
+// TestMain lets the test binary stand in for the command when a test runs
+// it with -fake-wechat (-fake-process runs os.Executable()).
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == "-fake-wechat" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestRunFakeProcess runs the benchmark with its fake WeChat in a child
+// process, as bench/node-login uses it: every login succeeds with the
+// users the child hands out.
+func TestRunFakeProcess(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-users", "20", "-prefill", "0", "-concurrency", "4", "-seconds", "0.1", "-fake-process"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, &stderr)
+	}
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Logins.Count != 20 || rep.Logins.Failures+rep.Logins.Wrong != 0 || rep.Checks.Wrong != 0 || rep.BadChecks == 0 {
+		t.Errorf("logins %+v, checks %+v, %d bad checks: want 20 logins, no failure or wrong answer", rep.Logins, rep.Checks, rep.BadChecks)
+	}
+	if strings.Contains(stderr.String(), "PASS") {
+		t.Errorf("the child ran the tests instead of the fake WeChat:\n%s", &stderr)
+	}
+}
 
 // TestServeFake runs the fake WeChat of -fake-wechat as the Node harness
 // does: it reads the line serveFake prints, asks for users, logs one in

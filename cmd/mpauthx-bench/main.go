@@ -13,8 +13,10 @@
 //     into Redis, in the key layout of real tokens, printing progress on
 //     stderr;
 //  2. logins: USERS users log in with Client.Authorize, CONCURRENCY at a
-//     time, against an mpauthxtest fake WeChat on loopback and a SQLite file
-//     in a temporary directory. CONCURRENCY other users log in first,
+//     time, against an mpauthxtest fake WeChat on loopback (in this
+//     process, or with -fake-process in a child process, as
+//     bench/node-login runs it) and a SQLite file in a temporary
+//     directory. CONCURRENCY other users log in first,
 //     untimed, as on a server that has been up for a while: the
 //     connections to WeChat and Redis are open, the Lua script is loaded;
 //  3. checks: CONCURRENCY goroutines call Client.IsTokenValid on the users'
@@ -135,6 +137,7 @@ type options struct {
 	localCache    int
 	cpuProfile    string
 	fakeWeChat    bool
+	fakeProcess   bool
 }
 
 // parseFlags parses args.
@@ -152,6 +155,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.localCache, "local-cache", 0, "Config.LocalCache: tokens checked in process, kept current by Redis (0: off)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the logins and checks to `file`")
 	fs.BoolVar(&o.fakeWeChat, "fake-wechat", false, "only serve the fake WeChat and its users for another program (bench/node-login), until stdin ends")
+	fs.BoolVar(&o.fakeProcess, "fake-process", false, "run the fake WeChat in a child process (this command with -fake-wechat), as bench/node-login does")
 	if err := fs.Parse(args); err != nil { // also -h: flag.ErrHelp
 		return o, usageError{err}
 	}
@@ -187,6 +191,9 @@ type Report struct {
 	Prefill     int     `json:"prefill"`
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"`
+	// FakeProcess says whether the fake WeChat ran in a child process
+	// (-fake-process) rather than in this one.
+	FakeProcess bool `json:"fake_process"`
 	// LocalCache is the Client's Config.LocalCache.
 	LocalCache int   `json:"local_cache"`
 	Logins     Phase `json:"logins"`
@@ -239,7 +246,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	rep := Report{
 		Sku: "bench-" + rand.Text()[:10], GoMaxProcs: runtime.GOMAXPROCS(0),
 		Users: o.users, Prefill: o.prefill, Concurrency: o.concurrency, Seconds: o.seconds,
-		LocalCache: o.localCache,
+		LocalCache: o.localCache, FakeProcess: o.fakeProcess,
 	}
 	var rdb *redis.Client
 	if o.redisAddr == "" {
@@ -271,11 +278,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	defer db.Close()
 
-	wx := mpauthxtest.NewServer(benchAppID, "bench-secret-"+rand.Text())
-	defer wx.Close()
+	var wx *fakeWeChat
+	if o.fakeProcess {
+		wx, err = startFakeProcess(ctx)
+		if err != nil {
+			return err
+		}
+	} else {
+		wx = inProcessFake()
+	}
+	defer wx.close()
 	c, err := mpauthx.New(mpauthx.Config{
-		AppID: wx.AppID, AppSecret: wx.AppSecret, Sku: rep.Sku, TokenTTL: keyTTL,
-		Redis: rdb, DB: db, APIBase: wx.URL, LocalCache: o.localCache,
+		AppID: wx.appID, AppSecret: wx.secret, Sku: rep.Sku, TokenTTL: keyTTL,
+		Redis: rdb, DB: db, APIBase: wx.apiBase, LocalCache: o.localCache,
 	})
 	if err != nil {
 		return err
@@ -302,8 +317,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := prefill(ctx, rdb, w, o.prefill, logf); err != nil {
 		return err
 	}
-	warm := makeUsers(wx, o.concurrency, w)
-	users := makeUsers(wx, o.users, w)
+	warm, err := makeUsers(wx, o.concurrency, w)
+	if err != nil {
+		return err
+	}
+	users, err := makeUsers(wx, o.users, w)
+	if err != nil {
+		return err
+	}
 	// The prefill's pipelines and the users' profiles are garbage now:
 	// collect it before the timed phases rather than during them.
 	runtime.GC()
@@ -517,15 +538,18 @@ type user struct {
 
 // makeUsers registers n users with the fake WeChat and prepares one login
 // each (what the mini program would send), outside the timed phase.
-func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
-	users := newUsers(wx, n)
+func makeUsers(wx *fakeWeChat, n int, w *written) ([]user, error) {
+	users, err := wx.newUsers(n)
+	if err != nil {
+		return nil, err
+	}
 	keys := make([]string, 0, 2*n)
 	for _, u := range users {
 		// A login writes the user's token and sealed session key.
 		keys = append(keys, sessionKey(u.openID, w.sku), "mpauthx:{"+u.openID+"|"+w.sku+"}:sk")
 	}
 	w.add(keys...)
-	return users
+	return users, nil
 }
 
 // newUsers registers n new users with the fake WeChat and prepares one
