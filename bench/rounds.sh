@@ -6,7 +6,8 @@
 #   bash bench/rounds.sh PORT [ROUNDS]     (default 3)
 #
 # Each round: redis-benchmark GET -P 16 and unpipelined, mpauthx-bench with
-# -prefill 0 and 200000, and with -prefill 0 -local-cache 10000
+# -prefill 0 and 200000 (its fake WeChat in a child process, as the Node
+# harness below runs it), and with -prefill 0 -local-cache 10000
 # (Config.LocalCache, docs/localcache.md), then bench/ioredis/check.js
 # (without and with autopipelining). Right after each of the first two,
 # bench/node-login/login.js (the Node original's login against
@@ -46,7 +47,7 @@ for ((r = 1; r <= rounds; r++)); do
 	echo "redis-benchmark:       $out"
 	for prefill in 0 200000; do
 		# mpauthx-bench and login.js exit 1 on any failure or wrong answer.
-		out=$("$bin/mpauthx-bench" -redis "127.0.0.1:$port" -users 2000 -prefill "$prefill" -concurrency 64 -seconds 5) || exit 1
+		out=$("$bin/mpauthx-bench" -redis "127.0.0.1:$port" -users 2000 -prefill "$prefill" -concurrency 64 -seconds 5 -fake-process) || exit 1
 		echo "mpauthx-bench -prefill $prefill: $out"
 		goLogins=$(logins "$out")
 		# The Node original's logins, right after: as its users opened
