@@ -231,7 +231,10 @@ func TestAccessTokenRenewal(t *testing.T) {
 }
 
 // TestAccessTokenRejected: WeChat ends the token; eight instances hitting
-// errcode 40001 at once cause one forced refresh, and every call succeeds.
+// errcode 40001 at once cause one renewal, in normal mode (stable_token
+// hands out WeChat's next token: no forced refresh), and every call
+// succeeds. When WeChat rejects a token it still hands out, eight
+// instances renewing it at once cause one forced refresh.
 func TestAccessTokenRejected(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		cs := e.instances(t, 8, newFakeClock())
@@ -252,8 +255,8 @@ func TestAccessTokenRejected(t *testing.T) {
 				t.Errorf("instance %d: PhoneNumber = %+v, %v; want %s", i, p, err, users[i].Phone)
 			}
 		})
-		if n := e.wx.ForcedRefreshes(); n != 1 {
-			t.Errorf("%d forced refreshes, want 1", n)
+		if n, m := e.wx.AccessTokenRequests(), e.wx.ForcedRefreshes(); n != 2 || m != 0 {
+			t.Errorf("%d stable_token calls, %d forced; want 2 (the first token, its successor in normal mode), none forced", n, m)
 		}
 		now := e.wx.AccessToken()
 		for i, c := range cs {
@@ -263,13 +266,30 @@ func TestAccessTokenRejected(t *testing.T) {
 		}
 
 		// RenewAccessToken of the token already replaced is the
-		// replacement, without another forced refresh.
+		// replacement, without asking WeChat.
 		tok, err := cs[0].RenewAccessToken(bg, old)
-		if err != nil || tok != now || e.wx.ForcedRefreshes() != 1 {
-			t.Errorf("RenewAccessToken(old) = %q, %v after %d forced refreshes; want the current token after 1", tok, err, e.wx.ForcedRefreshes())
+		if err != nil || tok != now || e.wx.AccessTokenRequests() != 2 {
+			t.Errorf("RenewAccessToken(old) = %q, %v after %d stable_token calls; want the current token after 2", tok, err, e.wx.AccessTokenRequests())
 		}
 		if _, err := cs[0].RenewAccessToken(bg, ""); mpauthx.Code(err) != mpauthx.StatusRequiredParamsMissing {
 			t.Errorf(`RenewAccessToken("") = %v, want 6001`, err)
+		}
+
+		// WeChat rejects the token it hands out: one forced refresh.
+		toks := make([]string, len(cs))
+		concurrently(len(cs), func(i int) {
+			var err error
+			if toks[i], err = cs[i].RenewAccessToken(bg, now); err != nil {
+				t.Errorf("instance %d: RenewAccessToken = %v", i, err)
+			}
+		})
+		if n := e.wx.ForcedRefreshes(); n != 1 {
+			t.Errorf("%d forced refreshes, want 1", n)
+		}
+		for i, tok := range toks {
+			if tok == now || tok != e.wx.AccessToken() {
+				t.Errorf("instance %d renewed to %q, want WeChat's forced token", i, tok)
+			}
 		}
 	})
 }

@@ -30,7 +30,8 @@ func success(token string) Result {
 // The token's user ID is the user's ID in the user table (see User): for
 // a new user the unionId when WeChat gives one, in code2session's reply
 // or in encryptedData, else the openId. On failure the Result is ErrorResult(err), ready to be sent.
-func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) (Result, error) {
+func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) (_ Result, err error) {
+	defer c.trackLogin(&ctx, "Authorize")(&err)
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}
@@ -71,7 +72,8 @@ func (c *Client) Authorize(ctx context.Context, code, encryptedData, iv string) 
 // existing profile is left alone) and returns the user's token, shared as in
 // Authorize. The user ID is the user's ID in the user table (see User): for
 // a new user code2session's unionid when present, else its openid. On failure the Result is ErrorResult(err), ready to be sent.
-func (c *Client) AuthorizeCode(ctx context.Context, code string) (Result, error) {
+func (c *Client) AuthorizeCode(ctx context.Context, code string) (_ Result, err error) {
+	defer c.trackLogin(&ctx, "AuthorizeCode")(&err)
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}

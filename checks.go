@@ -3,6 +3,7 @@ package mpauthx
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 const (
 	checkBatchFull       = 32
 	checkBatchesInFlight = 2
+	nodeBatchesInFlight  = 1
 	checkBatchMax        = 512     // keys in one MGET or pipeline at most
 	checkQueueMax        = 1 << 16 // reads waiting for a batch at most
 )
@@ -37,9 +39,11 @@ var (
 )
 
 // checkBatcher coalesces the Redis reads of concurrent IsTokenValid calls:
-// one MGET per batch on a *redis.Client, one pipeline of GETs on a
-// ClusterClient or a Ring (whose keys live on several nodes), so that many
-// checks share one round trip and, with MGET, one command. A batch leaves
+// one MGET per batch on a *redis.Client, one pipeline of GETs on a Ring
+// (whose keys live on several nodes), so that many checks share one round
+// trip and, with MGET, one command. On a ClusterClient the reads are
+// batched per master (see nodeBatchers): each master gets a batcher of its
+// own, whose batches are pipelines of GETs sent straight to it. A batch leaves
 // at once when none is in flight, so a lone check waits for no other; when
 // one is, the next leaves as soon as it is full (checkBatchFull) or the
 // one in flight returns, at most checkBatchesInFlight at a time. The
@@ -52,13 +56,15 @@ var (
 // bound each attempt; go-redis may retry a batch whose connection dropped
 // or timed out, which is harmless for reads. The reads of callers who
 // left before their batch was sent are not sent, and at most maxQueued
-// reads wait (Redis being slow or down): more fail at once. A batch on a
-// Cluster or Ring waits for its slowest node.
+// reads wait (Redis being slow or down): more fail at once (per master on
+// a Cluster). A batch on a Ring waits for its slowest node.
 type checkBatcher struct {
-	fetch     func(ctx context.Context, keys []string, out []checkResult)
-	plain     redis.UniversalClient // for lone reads whose ctx cannot end
-	waiting   atomic.Int64          // callers inside get
-	maxQueued int                   // checkQueueMax; tests lower it
+	fetch       func(ctx context.Context, keys []string, out []checkResult)
+	plain       redis.UniversalClient // for lone reads whose ctx cannot end
+	nodes       *nodeBatchers         // on a ClusterClient: the batchers of its masters
+	waiting     atomic.Int64          // callers inside get
+	maxQueued   int                   // checkQueueMax; tests lower it
+	maxInFlight int                   // batches in flight at most
 	// reqs recycles the requests of the callers that waited for their
 	// answers; a request whose caller gave up is left to the garbage
 	// collector, since a worker may still write to it.
@@ -90,15 +96,25 @@ type checkResult struct {
 // newCheckBatcher returns a batcher reading through rdb and starts its
 // workers; close stops them.
 func newCheckBatcher(rdb redis.UniversalClient) *checkBatcher {
-	b := &checkBatcher{plain: rdb, maxQueued: checkQueueMax, work: make(chan []*checkReq, checkBatchesInFlight)}
-	b.reqs.New = func() any { return &checkReq{done: make(chan struct{}, 1)} }
-	if c, ok := rdb.(*redis.Client); ok {
-		b.fetch = func(ctx context.Context, keys []string, out []checkResult) { mget(ctx, c, keys, out) }
-	} else {
-		b.fetch = func(ctx context.Context, keys []string, out []checkResult) { pipelinedGets(ctx, rdb, keys, out) }
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return newFetchBatcher(rdb, checkBatchesInFlight, func(ctx context.Context, keys []string, out []checkResult) { mget(ctx, c, keys, out) })
+	case *redis.ClusterClient:
+		b := newFetchBatcher(rdb, checkBatchesInFlight, func(ctx context.Context, keys []string, out []checkResult) { pipelinedGets(ctx, rdb, keys, out) })
+		b.nodes = &nodeBatchers{cc: c, m: map[*redis.Client]*checkBatcher{}}
+		return b
+	default:
+		return newFetchBatcher(rdb, checkBatchesInFlight, func(ctx context.Context, keys []string, out []checkResult) { pipelinedGets(ctx, rdb, keys, out) })
 	}
-	b.workers.Add(checkBatchesInFlight)
-	for range checkBatchesInFlight {
+}
+
+// newFetchBatcher returns a batcher whose batches are read by fetch, and
+// whose lone reads by plain, and starts its workers.
+func newFetchBatcher(plain redis.UniversalClient, inFlight int, fetch func(ctx context.Context, keys []string, out []checkResult)) *checkBatcher {
+	b := &checkBatcher{plain: plain, fetch: fetch, maxQueued: checkQueueMax, work: make(chan []*checkReq, inFlight), maxInFlight: inFlight}
+	b.reqs.New = func() any { return &checkReq{done: make(chan struct{}, 1)} }
+	b.workers.Add(inFlight)
+	for range inFlight {
 		go b.worker()
 	}
 	return b
@@ -118,6 +134,13 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 	}
 	if err := ctx.Err(); err != nil {
 		return "", false, err
+	}
+	if b.nodes != nil {
+		if nb := b.nodes.forKey(ctx, key); nb != nil {
+			return nb.get(ctx, key)
+		}
+		// No slot map (the Cluster is unreachable, or b is closed):
+		// the batch through the ClusterClient reports why.
 	}
 	r := b.reqs.Get().(*checkReq)
 	r.key = key
@@ -154,7 +177,7 @@ func (b *checkBatcher) get(ctx context.Context, key string) (val string, found b
 // the queue is not full yet. b.mu is held.
 func (b *checkBatcher) takeLocked() []*checkReq {
 	n := len(b.queue)
-	if n == 0 || b.inFlight >= checkBatchesInFlight || (b.inFlight > 0 && n < checkBatchFull) {
+	if n == 0 || b.inFlight >= b.maxInFlight || (b.inFlight > 0 && n < checkBatchFull) {
 		return nil
 	}
 	n = min(n, checkBatchMax)
@@ -227,6 +250,7 @@ func (b *checkBatcher) close() {
 	}
 	b.mu.Unlock()
 	b.workers.Wait()
+	b.nodes.close()
 }
 
 // mget reads keys with one MGET. A key holding something other than a
@@ -271,5 +295,83 @@ func readResult(val string, err error) checkResult {
 		return checkResult{}
 	default:
 		return checkResult{err: err}
+	}
+}
+
+// nodeBatchers batches the reads of a Redis Cluster per master: a key's
+// read joins the batcher of the master that holds its slot, in
+// go-redis's slot map, and each batcher sends its batches to that master
+// alone, as one pipeline of GETs on one connection. (Keys of different
+// users are in different slots, and a Cluster refuses an MGET across
+// slots, even on one node.) Batches per master are as large as the reads
+// in flight on it allow, rather than a slice of one batch for the whole
+// Cluster split by node, and cost no go-redis cluster pipeline (mapping
+// commands to nodes, a goroutine per node). A read that fails on its
+// master (its slot has moved, the node is failing over) is read again
+// through the ClusterClient, which follows redirections and refreshes
+// its slot map. A master that leaves the Cluster keeps its batcher, idle
+// (one goroutine), until close.
+type nodeBatchers struct {
+	cc     *redis.ClusterClient
+	mu     sync.Mutex
+	closed bool
+	m      map[*redis.Client]*checkBatcher // by go-redis's client of the master
+}
+
+// forKey returns the batcher of the master holding key, starting it if
+// need be, or nil when there is no slot map or n is closed.
+func (n *nodeBatchers) forKey(ctx context.Context, key string) *checkBatcher {
+	node, err := n.cc.MasterForKey(ctx, key)
+	if err != nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	b := n.m[node]
+	if b == nil {
+		b = newFetchBatcher(n.cc, nodeBatchesInFlight, func(ctx context.Context, keys []string, out []checkResult) {
+			nodeGets(ctx, n.cc, node, keys, out)
+		})
+		n.m[node] = b
+	}
+	return b
+}
+
+// close closes every master's batcher. A nil n does nothing.
+func (n *nodeBatchers) close() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	n.closed = true
+	bs := slices.Collect(maps.Values(n.m))
+	n.mu.Unlock()
+	for _, b := range bs {
+		b.close()
+	}
+}
+
+// nodeGets reads keys on the master node with a pipeline of GETs, and
+// those that failed there again through cc.
+func nodeGets(ctx context.Context, cc *redis.ClusterClient, node *redis.Client, keys []string, out []checkResult) {
+	pipelinedGets(ctx, node, keys, out)
+	var again []string
+	var idx []int
+	for i, r := range out {
+		if r.err != nil {
+			again = append(again, keys[i])
+			idx = append(idx, i)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	res := make([]checkResult, len(again))
+	pipelinedGets(ctx, cc, again, res)
+	for n, i := range idx {
+		out[i] = res[n]
 	}
 }

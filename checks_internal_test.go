@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -581,5 +583,203 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 			h(cmd)
 		}
 		return next(ctx, cmds)
+	}
+}
+
+// testCluster returns a client of the Redis Cluster at
+// MPAUTHX_REDIS_CLUSTER, closed when t ends, or skips t.
+func testCluster(t *testing.T) *redis.ClusterClient {
+	t.Helper()
+	seeds := os.Getenv("MPAUTHX_REDIS_CLUSTER")
+	if seeds == "" {
+		t.Skip("MPAUTHX_REDIS_CLUSTER is not set: it holds the seed addresses of a Redis Cluster (.ci/services/20-redis-cluster.sh starts one)")
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(seeds, ",")})
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// clusterKeys writes n keys of a made-up Sku spread over the Cluster's
+// slots, each holding "v:"+key (every third is left absent), deleted when
+// t ends.
+func clusterKeys(t *testing.T, cc *redis.ClusterClient, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	sku := fmt.Sprintf("batch-%d", rand.Int64())
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("mpauthx:{u%d|%s}:session", i, sku)
+		if i%3 != 0 {
+			if err := cc.Set(ctx, keys[i], "v:"+keys[i], time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Cleanup(func() {
+		for _, k := range keys {
+			cc.Del(context.Background(), k)
+		}
+	})
+	return keys
+}
+
+// TestClusterChecksBatchedPerMaster checks that on a Redis Cluster
+// concurrent reads are sent to each master as pipelines of GETs of its
+// own keys only, never as a pipeline of the whole Cluster that go-redis
+// splits by node, and that every read gets its own answer.
+func TestClusterChecksBatchedPerMaster(t *testing.T) {
+	cc := testCluster(t)
+	var mu sync.Mutex
+	var clusterPipelines, nodePipelines, nodeGETs int
+	wrongNode := map[string]string{}
+	cc.AddHook(pipelineHook(func(cmds []redis.Cmder) {
+		mu.Lock()
+		clusterPipelines++
+		mu.Unlock()
+	}))
+	cc.OnNewNode(func(node *redis.Client) {
+		addr := node.Options().Addr
+		node.AddHook(pipelineHook(func(cmds []redis.Cmder) {
+			ctx := context.Background()
+			mu.Lock()
+			defer mu.Unlock()
+			nodePipelines++
+			for _, cmd := range cmds {
+				if cmd.Name() != "get" {
+					continue
+				}
+				nodeGETs++
+				key := cmd.Args()[1].(string)
+				if m, err := cc.MasterForKey(ctx, key); err != nil || m.Options().Addr != addr {
+					wrongNode[key] = addr
+				}
+			}
+		}))
+	})
+	keys := clusterKeys(t, cc, 300)
+	b := newCheckBatcher(cc)
+	defer b.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			for i := g; i < 64*20; i += 64 {
+				k := keys[i%len(keys)]
+				v, found, err := b.get(ctx, k)
+				if want := i%len(keys)%3 != 0; err != nil || found != want || (found && v != "v:"+k) {
+					t.Errorf("get(%s) = %q, %v, %v; want found %v", k, v, found, err, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if clusterPipelines != 0 {
+		t.Errorf("%d pipelines went through the ClusterClient; want every read sent to its master", clusterPipelines)
+	}
+	if len(wrongNode) > 0 {
+		t.Errorf("keys read on a node that is not their master: %v", wrongNode)
+	}
+	if nodeGETs != 64*20 || nodePipelines == 0 {
+		t.Errorf("%d GETs in %d pipelines to the masters; want %d GETs", nodeGETs, nodePipelines, 64*20)
+	}
+	t.Logf("%d reads in %d pipelines to the masters (%.1f a pipeline)", nodeGETs, nodePipelines, float64(nodeGETs)/float64(nodePipelines))
+}
+
+// TestClusterNodeGetsRedirected checks that reads sent to a node that is
+// not their master (a slot that has moved since go-redis last mapped it)
+// are answered all the same, through the ClusterClient.
+func TestClusterNodeGetsRedirected(t *testing.T) {
+	cc := testCluster(t)
+	ctx := context.Background()
+	keys := clusterKeys(t, cc, 30)
+	var moved []string
+	master0, err := cc.MasterForKey(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if m, _ := cc.MasterForKey(ctx, k); m != master0 {
+			moved = append(moved, k)
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatal("every key is on one master")
+	}
+	out := make([]checkResult, len(moved))
+	nodeGets(ctx, cc, master0, moved, out) // the master of keys[0], which holds none of moved
+	for i, k := range moved {
+		want := ""
+		if slices.Index(keys, k)%3 != 0 {
+			want = "v:" + k
+		}
+		if r := out[i]; r.err != nil || r.found != (want != "") || r.val != want {
+			t.Errorf("%s read on another master: %+v; want %q", k, r, want)
+		}
+	}
+}
+
+// pipelineHook calls f for each pipeline the client sends.
+type pipelineHook func([]redis.Cmder)
+
+func (h pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+// TestClusterChecksHungMaster checks that a master that does not answer
+// (CLIENT PAUSE) holds up the checks of its own keys only: those of the
+// other masters are answered at once, as each master's reads are batched
+// on their own.
+func TestClusterChecksHungMaster(t *testing.T) {
+	cc := testCluster(t)
+	keys := clusterKeys(t, cc, 60)
+	ctx := context.Background()
+	hung, err := cc.MasterForKey(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine, others []string
+	for _, k := range keys {
+		if m, _ := cc.MasterForKey(ctx, k); m == hung {
+			mine = append(mine, k)
+		} else {
+			others = append(others, k)
+		}
+	}
+	b := newCheckBatcher(cc)
+	defer b.close()
+	const pause = 3 * time.Second
+	if err := hung.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Do(ctx, "CLIENT", "UNPAUSE")
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Checks of the hung master's keys keep a batch of its own on the
+	// wire; checks of the others, made meanwhile, must not wait for it.
+	for _, k := range mine {
+		go b.get(reqCtx, k)
+	}
+	time.Sleep(50 * time.Millisecond)
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for _, k := range others {
+		wg.Go(func() {
+			if _, _, err := b.get(reqCtx, k); err != nil {
+				t.Errorf("get(%s): %v", k, err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(begin); took > pause/3 {
+		t.Errorf("the checks of the other masters took %v while one master was paused for %v; want them answered at once", took, pause)
 	}
 }

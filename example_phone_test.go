@@ -186,8 +186,8 @@ func ExampleClient_AccessToken() {
 	errcode := callAPI(token)
 	fmt.Println("first try: errcode", errcode)
 	if errcode == mpauthx.ErrCodeInvalidAccessToken || errcode == mpauthx.ErrCodeAccessTokenExpired || errcode == mpauthx.ErrCodeMalformedAccessToken {
-		// One forced refresh for every caller and instance that saw
-		// the same token fail.
+		// One renewal for every caller and instance that saw the
+		// same token fail (forced only if WeChat hands it out again).
 		if token, err = c.RenewAccessToken(ctx, token); err != nil {
 			log.Fatal(err)
 		}

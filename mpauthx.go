@@ -25,6 +25,14 @@
 // one user whichever app they come through; docs/platforms.md lists which
 // calls each platform has and what its Config needs.
 //
+// Client.CallAPI calls any other of WeChat's server APIs with the app's access
+// token, renewing it once when WeChat rejects it. HTTPStatus maps a
+// call's error to the HTTP status to answer with (the Middleware's), and
+// the Middleware puts the caller's user ID and token in the request
+// context (UserIDFromContext, TokenFromContext). Client.Stats counts
+// logins, token checks and calls to WeChat, which Config.MeterProvider
+// and Config.TracerProvider export as OpenTelemetry metrics and spans.
+//
 // Every failure of a Client method is, or wraps, an *Error carrying a
 // status code of the Node.js original (StatusDatabaseError,
 // StatusSessionKeyRequestError, …) or one added for the phone login;
@@ -41,7 +49,8 @@
 // go doc does not print them.
 //
 // The repository's docs directory has the long-form pages: operations.md
-// (storage layout, Redis ACLs, several instances, failure behaviour),
+// (storage layout, Redis ACLs, several instances, failure behaviour,
+// metrics and traces),
 // phone-login.md, localcache.md and performance.md; SECURITY.md has the
 // threat model.
 package mpauthx
@@ -60,6 +69,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Client. AppID, AppSecret, Sku and DB are required;
@@ -108,7 +119,9 @@ type Config struct {
 	// many concurrent logins (Close closes them). Whichever client,
 	// redirects are not followed, since they would carry the AppSecret to
 	// another host: New uses a copy of yours that refuses them, and a 3xx
-	// reply fails the call like any reply other than 200.
+	// reply fails the call like any reply other than 200. The copy's
+	// transport wraps yours to count (Stats) and trace (TracerProvider)
+	// each request.
 	HTTPClient *http.Client
 	// Logger receives one line per failed call, never with a secret or a
 	// token: Warn for failures of Redis, SQL or WeChat, Info for an invalid
@@ -143,20 +156,32 @@ type Config struct {
 	// numbers with it.
 	PrivateKey string
 	// AlipayPublicKey is Alipay's RSA public key (PEM or bare base64),
-	// which verifies every Alipay reply.
+	// which verifies every Alipay reply. An Alipay Client requires it and
+	// PrivateKey, RSA2 keys of 2048 bits or more (docs/alipay.md).
 	AlipayPublicKey string
 	// AESKey is Alipay's base64 content key, which decrypts the response
-	// of my.getPhoneNumber.
+	// of my.getPhoneNumber; an Alipay Client without it fails
+	// PhoneNumber and AuthorizePhone with StatusPhoneNumberError.
 	AESKey string
 	// LinkByPhone lets a phone login whose identifiers match nobody find
 	// the user holding that verified phone number, so that one person
 	// reaches one account across platforms. Off by default: numbers are
-	// recycled in China (docs/platforms.md).
+	// recycled in China (docs/identities.md).
 	LinkByPhone bool
 	// DataKeys seal personal data at rest (phone numbers): base64 of 32
 	// random bytes each; the first seals, all open, so keys can be
 	// rotated. Nil keeps phone numbers in clear (docs/operations.md).
 	DataKeys []string
+
+	// MeterProvider receives the Stats counters as OpenTelemetry metrics
+	// (observable counters, read when the SDK collects), and
+	// TracerProvider a span per login and per HTTP request to the
+	// platform; nil means otel's global providers, which do nothing
+	// until the application sets them. No attribute holds a secret, a
+	// token, a code, a phone number or a user's ID. docs/operations.md
+	// lists the metrics and wires them to Prometheus.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // String returns the Config without its secrets: AppSecret reads
@@ -205,6 +230,7 @@ type Client struct {
 	platform           Platform // never ""
 	linkByPhone        bool
 	ttl                time.Duration
+	apiBase            string // APIBase without a trailing '/'
 	sessionURL         string
 	stableTokenURL     string // WeChat's APIs that take the access token
 	phoneURL           string
@@ -220,9 +246,12 @@ type Client struct {
 	pipe               *pipeline     // coalesces the logins' scripts
 	checks             *checkBatcher // coalesces IsTokenValid's reads
 	cache              *localCache   // Config.LocalCache; nil when off
+	replicas           replicaWatch  // when a primary last listed a replica (replicate.go)
 	store              *store
 	log                *slog.Logger
-	platformConfig     // the endpoints and keys of the other platforms
+	platformConfig               // the endpoints and keys of the other platforms
+	stats              *counters // Stats
+	obs                *observer // OpenTelemetry
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -276,6 +305,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.linkByPhone = cfg.LinkByPhone
 	base = strings.TrimRight(base, "/")
 	c := &Client{
 		appID:           cfg.AppID,
@@ -284,6 +314,7 @@ func New(cfg Config) (*Client, error) {
 		secret:          cfg.AppSecret,
 		sku:             cfg.Sku,
 		ttl:             cfg.TokenTTL,
+		apiBase:         base,
 		sessionURL:      base + "/sns/jscode2session",
 		stableTokenURL:  base + "/cgi-bin/stable_token",
 		phoneURL:        base + "/wxa/business/getuserphonenumber",
@@ -296,6 +327,7 @@ func New(cfg Config) (*Client, error) {
 		store:           st,
 		log:             cfg.Logger,
 		platformConfig:  pc,
+		stats:           newCounters(),
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -316,6 +348,10 @@ func New(cfg Config) (*Client, error) {
 			c.ownTransport.MaxIdleConnsPerHost = maxIdleWeChatConns
 			c.hc.Transport = c.ownTransport
 		}
+	}
+	if err := c.observe(cfg); err != nil {
+		st.close()
+		return nil, err
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -397,7 +433,7 @@ func (c *Client) Close() error {
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}
-		err = errors.Join(err, c.store.close())
+		err = errors.Join(err, c.store.close(), c.obs.close())
 		if c.ownRedis {
 			err = errors.Join(err, c.rdb.Close())
 		}

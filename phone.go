@@ -48,6 +48,13 @@ const maxPhoneLen = 32
 // PhoneNumber knows no user: the number is that of whoever the code came
 // from. Where the caller knows the user (a handler behind Middleware),
 // PhoneNumberOf has WeChat check that the code is theirs.
+//
+// On Alipay, phoneCode is the whole res.response string of
+// my.getPhoneNumber: it is verified with Config.AlipayPublicKey and
+// decrypted with Config.AESKey, without a call to Alipay; a refused
+// signature wraps ErrAlipaySignature, an error inside the response is an
+// *AlipayError, and CountryCode is "" (Alipay gives none). See
+// docs/alipay.md.
 func (c *Client) PhoneNumber(ctx context.Context, phoneCode string) (Phone, error) {
 	if err := c.checkOpen(); err != nil {
 		return Phone{}, err
@@ -180,7 +187,13 @@ func validPhoneField(s string, plus bool) bool {
 // An empty code is StatusRequiredParamsMissing whose message names the
 // field as the mini program sends it (see the README's handler): "code is
 // required" for loginCode, "phoneCode is required" for phoneCode.
-func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (Result, error) {
+//
+// On Alipay, loginCode is my.getAuthCode's auth code and phoneCode the
+// response of my.getPhoneNumber, as for PhoneNumber. Alipay's response
+// names no user, so nothing checks that the number is the logged-in
+// user's: docs/alipay.md says what that means for LinkByPhone.
+func (c *Client) AuthorizePhone(ctx context.Context, loginCode, phoneCode string) (_ Result, err error) {
+	defer c.trackLogin(&ctx, "AuthorizePhone")(&err)
 	if err := c.checkOpen(); err != nil {
 		return c.fail(ctx, err)
 	}

@@ -86,27 +86,28 @@ func (p *pipeline) submit(ctx context.Context, cmd redis.Cmder) error {
 }
 
 // issue runs issueScript on keys (the session's, then the sealed session
-// key's, if any) with session, ttlMillis and sealed, and returns the
+// keys', if any) with session, ttlMillis, sealed and its field (the
+// AppID), and returns the
 // session the first key holds afterwards: EVALSHA, then EVAL if Redis
 // does not have the script cached (after a restart or SCRIPT FLUSH), as
 // redis.Script.Run does. A nil p runs the script on rdb, abandoned when
 // ctx ends.
-func (p *pipeline) issue(ctx context.Context, rdb redis.UniversalClient, keys []string, session string, ttlMillis int64, sealed string) (string, error) {
+func (p *pipeline) issue(ctx context.Context, rdb redis.UniversalClient, keys []string, session string, ttlMillis int64, sealed, field string) (string, error) {
 	if p == nil {
 		var s string
 		err := await(ctx, func() (err error) {
-			s, err = issueScript.Run(ctx, rdb, keys, session, ttlMillis, sealed).Text()
+			s, err = issueScript.Run(ctx, rdb, keys, session, ttlMillis, sealed, field).Text()
 			return err
 		})
 		return s, err
 	}
 	args := func(op, script string) []any {
-		a := make([]any, 0, 3+len(keys)+3)
+		a := make([]any, 0, 3+len(keys)+4)
 		a = append(a, op, script, len(keys))
 		for _, k := range keys {
 			a = append(a, k)
 		}
-		return append(a, session, ttlMillis, sealed)
+		return append(a, session, ttlMillis, sealed, field)
 	}
 	cmd := redis.NewCmd(ctx, args("evalsha", issueScript.Hash())...)
 	cmd.SetFirstKeyPos(3) // for Cluster routing, as go-redis's own EvalSha does

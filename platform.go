@@ -45,7 +45,10 @@ const (
 )
 
 // Identity is one app's identifier for a person: the user logged in
-// through that app at least once.
+// through that app at least once (or was linked to it with Link). A
+// login finds its user by its identity (Platform, AppID, OpenID), unique
+// to one user, and by its UnionID, which joins the apps of one platform
+// family (see docs/identities.md).
 type Identity struct {
 	Platform Platform `json:"platform"` // never "": WeChatMiniProgram is recorded as "wechat"
 	AppID    string   `json:"appId"`
@@ -242,6 +245,11 @@ func newPlatformConfig(cfg *Config, base string, apiBase bool) (platformConfig, 
 			return pc, fmt.Errorf("mpauthx: Config.AlipayPublicKey: %w", err)
 		}
 	}
+	if cfg.Platform == AlipayMiniProgram {
+		if err := checkAlipayKeys(pc.privateKey, pc.alipayKey); err != nil {
+			return pc, err
+		}
+	}
 	if cfg.AESKey != "" {
 		k, err := base64.StdEncoding.DecodeString(cfg.AESKey)
 		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
@@ -271,6 +279,8 @@ func (c *Client) exchange(ctx context.Context, code string) (session, error) {
 		return c.retryBusy(ctx, "sns/oauth2/access_token", func() (session, error) { return c.oauthOnce(ctx, code) })
 	case DouyinMiniProgram:
 		return c.retryBusy(ctx, "jscode2session", func() (session, error) { return c.douyinSessionOnce(ctx, code) })
+	case AlipayMiniProgram:
+		return c.alipayLogin(ctx, code)
 	}
 	return session{}, errUnsupported(c.platform, "logging in")
 }
@@ -286,6 +296,8 @@ func (c *Client) phone(ctx context.Context, phoneCode, openID string) (Phone, er
 		return c.phoneNumber(ctx, phoneCode, openID)
 	case DouyinMiniProgram:
 		return c.douyinPhone(ctx, phoneCode)
+	case AlipayMiniProgram:
+		return c.alipayPhone(phoneCode) // Alipay's response names no one: openID cannot be checked
 	}
 	return Phone{}, errUnsupported(c.platform, callNames[callPhone])
 }
@@ -342,7 +354,7 @@ func codeRejected(err error) bool {
 	case errors.As(err, &de):
 		return de.ErrNo == DouyinErrBadCode
 	}
-	return false
+	return alipayCodeRefused(err)
 }
 
 // platformName is c's platform as the log and error texts name it.

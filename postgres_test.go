@@ -682,3 +682,69 @@ func BenchmarkRefreshToken(b *testing.B) {
 		})
 	}
 }
+
+// TestPostgresTableInLaterSchema opens the user table through a later
+// entry of search_path, as a database whose tables live in a shared
+// schema while each role's own schema comes first: New finds the table
+// there, migrates it in place (PostgreSQL resolves "user" the same way
+// every query does), and a login works. The migration's check once
+// counted indexes in current_schema() only, so New always failed.
+func TestPostgresTableInLaterSchema(t *testing.T) {
+	tables := freshSchema(t) // where the table is: a later search_path entry
+	first := freshSchema(t)  // current_schema(): empty
+	schemaOf := func(dsn string) string {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Query().Get("search_path")
+	}
+	for _, tt := range []struct{ name, create string }{
+		{"today's table", mpauthx.PostgresSchema},
+		{"the Node original's table", pgQuery(nodeSchema)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			admin, err := sql.Open("pgx", tables)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close()
+			if _, err := admin.Exec(`DROP TABLE IF EXISTS "user" CASCADE; DROP TABLE IF EXISTS "user_identity" CASCADE`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := admin.Exec(tt.create); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := admin.Exec(`INSERT INTO "user"("openId", "nickName") VALUES('o-kept', 'kept')`); err != nil {
+				t.Fatal(err)
+			}
+			dsn := withParam(t, postgresDSN(t), "search_path", schemaOf(first)+","+schemaOf(tables))
+			db, err := sql.Open("pgx", dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			e := newWorld(t)
+			e.rdb, e.mr = backends()[0].open(t)
+			e.cfg.Redis, e.cfg.DB, e.db = e.rdb, db, db
+			c, err := mpauthx.New(e.cfg)
+			if err != nil {
+				t.Fatalf("New with the table in a later search_path schema: %v", err)
+			}
+			defer c.Close()
+			e.c = c
+			u := e.user("later")
+			if tok := e.login(t, u); c.ExtractOpenID(tok) != u.OpenID {
+				t.Fatalf("login got %q", tok)
+			}
+			if got, err := c.User(bg, "o-kept"); err != nil || got.NickName != "kept" {
+				t.Fatalf("User(o-kept) = %+v, %v", got, err)
+			}
+			// Nothing was created in the first schema.
+			var n int
+			if err := db.QueryRow(`SELECT count(*) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = $1`, schemaOf(first)).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("%d relations in the first schema, %v; want none", n, err)
+			}
+		})
+	}
+}

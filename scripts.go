@@ -27,9 +27,10 @@ end
 
 // issueScript returns the live session of KEYS[1], or stores ARGV[1] there
 // with a TTL of ARGV[2] ms and returns it. Either way it stores the
-// login's sealed session key ARGV[3] in KEYS[2] with the session's expiry
-// (see sameExpiryLua), so that the user's latest session key lives as
-// long as the token. A key somehow left without TTL gets one. A session in
+// login's sealed session key ARGV[3] in the field ARGV[4] (the AppID) of
+// the hash KEYS[2] and gives the hash the session's expiry (see
+// sameExpiryLua), so that the user's latest session key of each app lives
+// as long as the token; a KEYS[2] of another type is replaced. A key somehow left without TTL gets one. A session in
 // the very millisecond it ends (PTTL 0: Redis expires a key only once its
 // time has passed) is replaced, since nothing can be stored for 0 ms. A
 // key holding something other than a string (not written by mpauthx) is
@@ -41,6 +42,14 @@ var issueScript = redis.NewScript(issueScriptSource)
 // issueScriptSource is issueScript's Lua, sent with EVAL when Redis does
 // not have it cached.
 const issueScriptSource = sameExpiryLua + `
+local function keepSessionKey(ttl)
+  local r = redis.pcall('HSET', KEYS[2], ARGV[4], ARGV[3])
+  if type(r) == 'table' and r.err then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[2], ARGV[4], ARGV[3])
+  end
+  sameExpiry(ttl)
+end
 local cur = redis.pcall('GET', KEYS[1])
 if type(cur) == 'table' and cur.err then
   redis.call('DEL', KEYS[1])
@@ -54,23 +63,21 @@ if cur then
   end
   if ttl ~= 0 then
     if KEYS[2] then
-      redis.call('SET', KEYS[2], ARGV[3])
-      sameExpiry(ttl)
+      keepSessionKey(ttl)
     end
     return cur
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] then
-  redis.call('SET', KEYS[2], ARGV[3])
-  sameExpiry(ARGV[2])
+  keepSessionKey(ARGV[2])
 end
 return ARGV[1]
 `
 
 // refreshScript stores the session ARGV[1] in KEYS[1] with a TTL of
 // ARGV[2] ms, replacing whatever was there, and gives the user's sealed
-// session key KEYS[2], if any, the same expiry (see sameExpiryLua).
+// session keys KEYS[2] (every app's), if any, the same expiry (see sameExpiryLua).
 var refreshScript = redis.NewScript(sameExpiryLua + `
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] then
@@ -79,8 +86,8 @@ end
 return 1
 `)
 
-// revokeScript deletes KEYS[1], and the user's sealed session key
-// KEYS[2], if KEYS[1] still holds session ARGV[1]. A key holding
+// revokeScript deletes KEYS[1], and the user's sealed session keys
+// KEYS[2] (every app's), if KEYS[1] still holds session ARGV[1]. A key holding
 // something other than a string holds no session: nothing to do.
 var revokeScript = redis.NewScript(`
 local cur = redis.pcall('GET', KEYS[1])
@@ -118,6 +125,34 @@ if n >= tonumber(ARGV[3]) then
 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 redis.call('SET', KEYS[3], n + 1, 'PX', ARGV[4])
+return 1
+`)
+
+// shareScript stores the app's access token ARGV[2] in KEYS[1] with a TTL
+// of ARGV[3] ms and deletes the last failure KEYS[2], if KEYS[1] still
+// holds ARGV[1] (what the writer read when it took the lock; "" for
+// none). It returns 1 when it stored the token, 0 when another instance
+// wrote meanwhile: a writer that outlived its lock never puts an older
+// token over a newer one. The keys share the app's hash tag.
+var shareScript = redis.NewScript(`
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+// failScript records a failed refresh of the app's access token, ARGV[2],
+// in KEYS[2] for ARGV[3] ms, if KEYS[1] still holds ARGV[1] (the shared
+// token as the failed refresh read it: a refresh that outlived its lock
+// records nothing over its successor's token). It returns 1 when it
+// recorded the failure. The keys share the app's hash tag.
+var failScript = redis.NewScript(`
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 `)
 

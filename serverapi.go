@@ -32,17 +32,18 @@ func decodeReply(body []byte, name string, v any) error {
 	return nil
 }
 
-// tokenRejected reports whether err is WeChat rejecting the access token.
+// tokenRejected reports whether err is WeChat (or Douyin) rejecting the
+// access token.
 func tokenRejected(err error) bool {
 	var we *WeChatError
-	if !errors.As(err, &we) {
-		return false
+	if errors.As(err, &we) {
+		switch we.ErrCode {
+		case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken, ErrCodeAccessTokenExpired, douyinErrTokenInvalid, douyinErrTokenExpired:
+			return true
+		}
 	}
-	switch we.ErrCode {
-	case ErrCodeInvalidAccessToken, ErrCodeMalformedAccessToken, ErrCodeAccessTokenExpired:
-		return true
-	}
-	return false
+	var de *DouyinError
+	return errors.As(err, &de) && (de.ErrNo == douyinErrTokenInvalid || de.ErrNo == douyinErrTokenExpired)
 }
 
 // withAccessToken calls f with the app's access token. When WeChat
@@ -163,4 +164,105 @@ func apiError(code StatusCode, name string, cause error) *Error {
 		msg += ": " + e.Message
 	}
 	return newError(code, msg, cause)
+}
+
+// CallAPI calls one of WeChat's server APIs with the app's access token
+// (see AccessToken), such as
+//
+//	var r struct{ Result struct{ Suggest string } `json:"result"` }
+//	err := c.CallAPI(ctx, http.MethodPost, "/wxa/msg_sec_check",
+//		map[string]any{"content": text, "version": 2, "scene": 2, "openid": openID}, &r)
+//
+// method is the HTTP method ("" means GET, as in net/http). path is
+// relative to Config.APIBase and may carry a query; CallAPI adds
+// access_token to it. body, when not nil, is sent as JSON (a
+// json.RawMessage as it is); reply, when not nil, receives the JSON reply
+// (a *[]byte receives the raw body, such as the image of
+// wxa/getwxacodeunlimit). When WeChat answers errcode 40001, 42001 or
+// 40014 (the access token is invalid or expired), CallAPI renews the
+// token, as RenewAccessToken does, and sends the request once more; never
+// more than once.
+//
+// Its errors are *Errors: StatusRequiredParamsMissing for a path that is
+// empty, not relative to APIBase or carrying its own access_token, or a
+// body that is not JSON-encodable; StatusAccessTokenError when no access
+// token can be had; otherwise StatusHTTPError, wrapping the cause: a
+// *WeChatError for a non-zero errcode (find it with errors.As), an *Error
+// with a more precise code for a non-200 (StatusHTTPError), a failed
+// request (StatusHTTPRequestError), an unreadable or over 1 MiB body
+// (StatusHTTPResponseError), an empty one (StatusResponseIsNull) or one
+// that does not decode into reply (StatusJSONParseError), or ctx.Err().
+// Neither the app secret nor the access token appears in them. HTTPStatus
+// maps them all to 502, but for 6001 (400) and a closed Client (503).
+func (c *Client) CallAPI(ctx context.Context, method, path string, body, reply any) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	u, name, err := c.apiURL(path)
+	if err != nil {
+		return err
+	}
+	var payload []byte
+	if body != nil {
+		if payload, err = json.Marshal(body); err != nil {
+			return newError(StatusRequiredParamsMissing, "body cannot be encoded as JSON", err)
+		}
+	}
+	if method == "" {
+		method = http.MethodGet
+	}
+	err = c.withAccessToken(ctx, StatusHTTPError, name, func(token string) error {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		raw, err := c.callAPI(ctx, method, u+sep+"access_token="+url.QueryEscape(token), payload, token)
+		if err != nil {
+			return err
+		}
+		return c.decodeAPIReply(raw, name, reply, token)
+	})
+	if err != nil {
+		c.logFailure(ctx, err)
+		return err
+	}
+	return nil
+}
+
+// apiURL returns the URL of CallAPI's path under APIBase, and the path
+// without its query to name the API in errors.
+func (c *Client) apiURL(path string) (string, string, error) {
+	p, err := url.Parse(path)
+	switch {
+	case path == "":
+		return "", "", newError(StatusRequiredParamsMissing, "path is required", nil)
+	case err != nil || !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || p.Scheme != "" || p.Host != "" || p.Fragment != "":
+		// Anything else could carry the access token to another host.
+		return "", "", newError(StatusRequiredParamsMissing, "path must be an absolute path under APIBase, such as /wxa/msg_sec_check", nil)
+	case p.Query().Has("access_token"):
+		return "", "", newError(StatusRequiredParamsMissing, "path must not carry access_token: CallAPI adds it", nil)
+	}
+	return c.apiBase + path, p.Path, nil
+}
+
+// decodeAPIReply checks a CallAPI reply for a non-zero errcode and
+// decodes it into reply.
+func (c *Client) decodeAPIReply(raw []byte, name string, reply any, token string) error {
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
+		var e struct {
+			ErrCode int    `json:"errcode"`
+			ErrMsg  string `json:"errmsg"`
+		}
+		if json.Unmarshal(t, &e) == nil && e.ErrCode != 0 {
+			return c.cleanWeChatError(&WeChatError{ErrCode: e.ErrCode, ErrMsg: e.ErrMsg}, token)
+		}
+	}
+	switch r := reply.(type) {
+	case nil:
+		return nil
+	case *[]byte:
+		*r = raw
+		return nil
+	}
+	return decodeReply(raw, name, reply)
 }

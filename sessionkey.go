@@ -18,13 +18,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Every login keeps the user's latest session key beside the token, in
+// Every login keeps the user's latest session key of its app beside the
+// token, in a hash with a field per AppID:
 //
-//	mpauthx:{<userID>|<sku>}:sk  ->  seal(openid NUL session_key), with the token's TTL
+//	mpauthx:{<userID>|<sku>}:sks  ->  <AppID>: seal(openid NUL session_key); the hash has the token's expiry
 //
-// sealed with AES-256-GCM under a key derived from the AppSecret, with
-// the Redis key as associated data: Redis never holds a session key in
-// clear, and a sealed value moved to another user's key does not open.
+// sealed with AES-256-GCM under a key derived from the AppSecret and the
+// AppID, with the Redis key and the field as associated data: Redis never
+// holds a session key in clear, and a sealed value moved to another
+// user's key or another app's field does not open. Two apps of one user
+// (two mini programs sharing a Redis and a Sku) keep a session key each;
+// RefreshToken gives them all the token's new expiry, RevokeToken ends
+// them all, with one key of the user's hash tag.
 
 // sealLabel is the HKDF info label of the sealing key; the AppID follows
 // it.
@@ -65,10 +70,17 @@ func (s *sealer) open(blob, ad string) ([]byte, error) {
 	return s.aead.Open(nil, nil, []byte(blob), []byte(ad))
 }
 
-// skKey returns the Redis key holding userID's sealed session key for c's
-// Sku; it shares the hash tag of the user's session.
+// skKey returns the Redis key of the hash holding userID's sealed session
+// keys for c's Sku, a field per AppID (c's is c.appID); it shares the
+// hash tag of the user's session.
 func (c *Client) skKey(userID string) string {
-	return keyPrefix + "{" + userID + "|" + c.sku + "}:sk"
+	return keyPrefix + "{" + userID + "|" + c.sku + "}:sks"
+}
+
+// skSealAD is the associated data that seals userID's session key of c's
+// app: the hash's key and c's field.
+func (c *Client) skSealAD(userID string) string {
+	return c.skKey(userID) + "\x00" + c.appID
 }
 
 // userKeys returns the Redis keys of userID's token and sealed session
@@ -89,10 +101,10 @@ func (c *Client) sealSessionKey(userID string, s session) string {
 	plain = append(plain, s.openID...)
 	plain = append(plain, 0)
 	plain = append(plain, s.sessionKey...)
-	return c.seal.seal(plain, c.skKey(userID))
+	return c.seal.seal(plain, c.skSealAD(userID))
 }
 
-// loadSessionKey returns userID's openid and latest session key:
+// loadSessionKey returns userID's openid and latest session key in c's app:
 // StatusSessionKeyMissing when there is none (or it cannot be opened),
 // StatusDatabaseError when Redis fails.
 func (c *Client) loadSessionKey(ctx context.Context, userID string) (openID, sessionKey string, err error) {
@@ -104,16 +116,17 @@ func (c *Client) loadSessionKey(ctx context.Context, userID string) (openID, ses
 	}
 	var blob string
 	err = await(ctx, func() (err error) {
-		blob, err = c.rdb.Get(ctx, c.skKey(userID)).Result()
+		blob, err = c.rdb.HGet(ctx, c.skKey(userID), c.appID).Result()
 		return err
 	})
-	if errors.Is(err, redis.Nil) {
+	// A key of another type was not written by mpauthx: no session key.
+	if errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return "", "", newError(StatusSessionKeyMissing, "no session key for the user: they must log in again", nil)
 	}
 	if err != nil {
 		return "", "", c.storageError(ctx, "reading the session key failed", err)
 	}
-	plain, err := c.seal.open(blob, c.skKey(userID))
+	plain, err := c.seal.open(blob, c.skSealAD(userID))
 	if err != nil {
 		// Sealed under another AppSecret (rotated) or altered.
 		c.log.LogAttrs(ctx, slog.LevelWarn, "mpauthx: a stored session key does not open; the user must log in again")

@@ -1,6 +1,7 @@
 package mpauthx_test
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -11,9 +12,10 @@ import (
 	"github.com/seeda8e74ca0/mpauthx/mpauthxtest"
 )
 
-// skKey is the documented Redis key of userID's sealed session key.
+// skKey is the documented Redis key of the hash of userID's sealed
+// session keys, a field per AppID.
 func (e *env) skKey(userID string) string {
-	return "mpauthx:{" + userID + "|" + e.cfg.Sku + "}:sk"
+	return "mpauthx:{" + userID + "|" + e.cfg.Sku + "}:sks"
 }
 
 // weRun is a payload as wx.getWeRunData gives it, for the app appID.
@@ -154,8 +156,8 @@ func TestSessionKeyLifetime(t *testing.T) {
 }
 
 // TestSessionKeySealed: Redis never holds the session key in clear, and a
-// sealed key moved to another user's key, or kept under another app
-// secret, does not open.
+// sealed key moved to another user's key or another app's field, or kept
+// under another app secret, does not open.
 func TestSessionKeySealed(t *testing.T) {
 	forEachRedis(t, nil, func(t *testing.T, e *env) {
 		alice, bob := e.phoneUser("13800138000", ""), e.phoneUser("13900139000", "")
@@ -164,7 +166,7 @@ func TestSessionKeySealed(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		raw, err := e.rdb.Get(bg, e.skKey(alice.OpenID)).Result()
+		raw, err := e.rdb.HGet(bg, e.skKey(alice.OpenID), e.cfg.AppID).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,12 +175,21 @@ func TestSessionKeySealed(t *testing.T) {
 			t.Error("Redis holds the session key or openid in clear")
 		}
 		// Alice's sealed key copied to Bob's key: Bob has none now.
-		if err := e.rdb.Set(bg, e.skKey(bob.OpenID), raw, time.Hour).Err(); err != nil {
+		if err := e.rdb.HSet(bg, e.skKey(bob.OpenID), e.cfg.AppID, raw).Err(); err != nil {
 			t.Fatal(err)
 		}
 		data, iv := e.wx.EncryptFor(alice.OpenID, weRun(e.wx.AppID))
 		if _, err := e.c.Decrypt(bg, bob.OpenID, data, iv); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
 			t.Errorf("Decrypt with Alice's key moved to Bob = %v, want 6014", err)
+		}
+		// Alice's sealed key copied to another app's field, read by a
+		// Client of that app with the same AppSecret: it does not open.
+		other := e.client(t, func(cfg *mpauthx.Config) { cfg.AppID = "wx-other-app" })
+		if err := e.rdb.HSet(bg, e.skKey(alice.OpenID), "wx-other-app", raw).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Decrypt(bg, alice.OpenID, data, iv); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
+			t.Errorf("Decrypt of Alice's key moved to another app's field = %v, want 6014", err)
 		}
 		// Another AppSecret (rotated): the key does not open.
 		rotated := e.client(t, func(cfg *mpauthx.Config) { cfg.AppSecret = "another-secret" })
@@ -206,10 +217,12 @@ func TestCheckSessionKey(t *testing.T) {
 		if ok, err := e.c.CheckSessionKey(bg, u.OpenID); !ok || err != nil {
 			t.Errorf("CheckSessionKey after the login = %t, %v; want true", ok, err)
 		}
-		// WeChat ends the access token: renewed once, answered.
+		// WeChat ends the access token: renewed once (in normal mode,
+		// which hands out the next token), answered.
 		e.wx.ExpireAccessToken()
-		if ok, err := e.c.CheckSessionKey(bg, u.OpenID); !ok || err != nil || e.wx.ForcedRefreshes() != 1 {
-			t.Errorf("CheckSessionKey after WeChat ended the token = %t, %v after %d forced refreshes; want true after 1", ok, err, e.wx.ForcedRefreshes())
+		reqs := e.wx.AccessTokenRequests()
+		if ok, err := e.c.CheckSessionKey(bg, u.OpenID); !ok || err != nil || e.wx.AccessTokenRequests() != reqs+1 {
+			t.Errorf("CheckSessionKey after WeChat ended the token = %t, %v after %d stable_token calls; want true after 1", ok, err, e.wx.AccessTokenRequests()-reqs)
 		}
 		e.wx.SetSessionKey(u.OpenID, "")
 		if ok, err := e.c.CheckSessionKey(bg, u.OpenID); ok || err != nil {
@@ -274,4 +287,103 @@ func TestSessionKeyRedisDown(t *testing.T) {
 	if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); err != nil {
 		t.Errorf("Decrypt after Redis healed = %v", err)
 	}
+}
+
+// otherApp returns a second WeChat mini program (its own fake WeChat,
+// AppID and AppSecret) and its Client, sharing e's Redis, database and
+// Sku, as a business with two mini programs runs them.
+func (e *env) otherApp(t *testing.T, name string) (*mpauthxtest.Server, *mpauthx.Client) {
+	t.Helper()
+	wx := mpauthxtest.NewServer("wx-"+name+"-"+rand.Text()[:8], "s3cr3t-"+name)
+	t.Cleanup(wx.Close)
+	return wx, e.client(t, func(cfg *mpauthx.Config) {
+		cfg.AppID, cfg.AppSecret, cfg.APIBase = wx.AppID, wx.AppSecret, wx.URL
+	})
+}
+
+// TestSessionKeysPerApp: two mini programs sharing a Redis and a Sku
+// keep their own session key for one user (a unionid user, who has one
+// ID and one token in both): a login through one app does not overwrite
+// the other's, RefreshToken (through either) keeps both alive with the
+// token, and RevokeToken ends both.
+func TestSessionKeysPerApp(t *testing.T) {
+	forEachRedis(t, func(cfg *mpauthx.Config) { cfg.TokenTTL = time.Hour }, func(t *testing.T, e *env) {
+		wxB, b := e.otherApp(t, "b")
+		unionID := "u-both-" + rand.Text()[:8]
+		inA := e.wx.AddUser(mpauthxtest.User{OpenID: "o-a-" + rand.Text()[:8], UnionID: unionID})
+		inB := wxB.AddUser(mpauthxtest.User{OpenID: "o-b-" + rand.Text()[:8], UnionID: unionID})
+		ra, err := e.c.AuthorizeCode(bg, e.wx.Code(inA.OpenID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := b.AuthorizeCode(bg, wxB.Code(inB.OpenID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ra.Response != rb.Response || e.c.ExtractOpenID(ra.Response) != unionID {
+			t.Fatalf("the two apps' logins got %q and %q; want one token of %q", ra.Response, rb.Response, unionID)
+		}
+		decrypts := func(when string) {
+			t.Helper()
+			for _, app := range []struct {
+				name string
+				wx   *mpauthxtest.Server
+				c    *mpauthx.Client
+				u    mpauthxtest.User
+			}{{"A", e.wx, e.c, inA}, {"B", wxB, b, inB}} {
+				data, iv := app.wx.EncryptFor(app.u.OpenID, weRun(app.wx.AppID))
+				if plain, err := app.c.Decrypt(bg, unionID, data, iv); err != nil || string(plain) != string(weRun(app.wx.AppID)) {
+					t.Errorf("%s: app %s's Decrypt = %q, %v; want its own session key", when, app.name, plain, err)
+				}
+				if ok, err := app.c.CheckSessionKey(bg, unionID); !ok || err != nil {
+					t.Errorf("%s: app %s's CheckSessionKey = %t, %v", when, app.name, ok, err)
+				}
+			}
+		}
+		decrypts("after logins through A then B")
+		if _, err := e.c.AuthorizeCode(bg, e.wx.Code(inA.OpenID)); err != nil {
+			t.Fatal(err)
+		}
+		decrypts("after A again")
+		e.rdb.PExpire(bg, e.key(unionID), time.Minute)
+		e.rdb.PExpire(bg, e.skKey(unionID), time.Minute)
+		res, err := b.RefreshToken(bg, unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl := e.rdb.PTTL(bg, e.skKey(unionID)).Val(); ttl < 59*time.Minute {
+			t.Errorf("RefreshToken left the session keys %v, want the token's hour", ttl)
+		}
+		decrypts("after RefreshToken")
+		if err := e.c.RevokeToken(bg, res.Response); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*mpauthx.Client{e.c, b} {
+			if _, err := c.CheckSessionKey(bg, unionID); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
+				t.Errorf("CheckSessionKey after RevokeToken = %v, want 6014", err)
+			}
+		}
+	})
+}
+
+// TestSessionKeysForeignType: a key of another type where the session
+// keys go (not written by mpauthx) is no session key, and a login
+// replaces it.
+func TestSessionKeysForeignType(t *testing.T) {
+	forEachRedis(t, nil, func(t *testing.T, e *env) {
+		u := e.phoneUser("13800138000", "")
+		if err := e.rdb.Set(bg, e.skKey(u.OpenID), "not a hash", time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		data, iv := e.wx.EncryptFor(u.OpenID, weRun(e.wx.AppID))
+		if _, err := e.c.Decrypt(bg, u.OpenID, data, iv); mpauthx.Code(err) != mpauthx.StatusSessionKeyMissing {
+			t.Errorf("Decrypt with a string at the session keys' key = %v, want 6014", err)
+		}
+		if _, err := e.c.AuthorizeCode(bg, e.wx.Code(u.OpenID)); err != nil {
+			t.Fatal(err)
+		}
+		if plain, err := e.c.Decrypt(bg, u.OpenID, data, iv); err != nil || string(plain) != string(weRun(e.wx.AppID)) {
+			t.Errorf("Decrypt after the login = %q, %v", plain, err)
+		}
+	})
 }

@@ -1,11 +1,13 @@
 package mpauthx
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -13,21 +15,37 @@ import (
 )
 
 // Schema creates the user table of the Node.js original, so that its
-// databases keep working, with the columns and indexes mpauthx adds: the
-// openId column holds the user ID of a token (the unionId when WeChat
-// gave one at the first login, else the openId), wxOpenId the user's
-// openid in this mini program, unionId the unionid when known and phone
-// the pure phone number of a phone-number login. New adds the new columns
-// and indexes to a table of the original in place.
+// databases keep working, with the columns, indexes and table mpauthx
+// adds. The user table's openId column holds the user ID of a token; its
+// wxOpenId and unionId columns are those of earlier versions, read (never
+// written) to find their users; phone is the pure phone number of the
+// last phone login, recorded only when a platform verified it. The
+// user_identity table holds every app's identifier of each user (see
+// Identity): the (platform, appId, openId) of each app the user logged in
+// through, with its unionid in the platform family's namespace (family:
+// "wechat" for WeChat's mini programs, official accounts and websites).
+// New adds what is missing to a table of the original or of an earlier
+// version in place, keeping every row; docs/identities.md has the rules.
 const Schema = `CREATE TABLE IF NOT EXISTS user(
   openId text primary key not null,
   city text, country text, gender integer,
   language text, nickName text, province text,
   wxOpenId text, unionId text, phone text);
-CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId);
-CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId)`
+CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId) WHERE wxOpenId IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId) WHERE unionId IS NOT NULL;
+CREATE INDEX IF NOT EXISTS user_phone ON user(phone) WHERE phone IS NOT NULL;
+` + sqliteIdentitySchema
 
-// PostgresSchema creates the user table of Schema in PostgreSQL: the same
+// sqliteIdentitySchema creates the identity table and its indexes in
+// SQLite.
+const sqliteIdentitySchema = `CREATE TABLE IF NOT EXISTS user_identity(
+  platform text NOT NULL, appId text NOT NULL, openId text NOT NULL,
+  family text NOT NULL, unionId text, userId text NOT NULL,
+  PRIMARY KEY(platform, appId, openId)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS user_identity_unionId ON user_identity(family, unionId) WHERE unionId IS NOT NULL;
+CREATE INDEX IF NOT EXISTS user_identity_userId ON user_identity(userId)`
+
+// PostgresSchema creates the tables of Schema in PostgreSQL: the same
 // table, column and index names, quoted, because user is a reserved word
 // there and PostgreSQL folds unquoted names to lower case ("openId" stays
 // openId). OpenPostgres runs it; run it yourself (or your migration tool's
@@ -37,26 +55,41 @@ const PostgresSchema = `CREATE TABLE IF NOT EXISTS "user"(
   "city" text, "country" text, "gender" integer,
   "language" text, "nickName" text, "province" text,
   "wxOpenId" text, "unionId" text, "phone" text);
-CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId");
-CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId")`
+CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId") WHERE "wxOpenId" IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId") WHERE "unionId" IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "user_phone" ON "user"("phone") WHERE "phone" IS NOT NULL;
+` + postgresIdentitySchema
+
+// postgresIdentitySchema creates the identity table and its indexes in
+// PostgreSQL.
+const postgresIdentitySchema = `CREATE TABLE IF NOT EXISTS "user_identity"(
+  "platform" text NOT NULL, "appId" text NOT NULL, "openId" text NOT NULL,
+  "family" text NOT NULL, "unionId" text, "userId" text NOT NULL,
+  PRIMARY KEY("platform", "appId", "openId"));
+CREATE INDEX IF NOT EXISTS "user_identity_unionId" ON "user_identity"("family", "unionId") WHERE "unionId" IS NOT NULL;
+CREATE INDEX IF NOT EXISTS "user_identity_userId" ON "user_identity"("userId")`
 
 // dialect holds the SQL of one database engine. Every statement is
-// parameterised and matches user IDs exactly (never with LIKE).
+// parameterised and matches IDs exactly (never with LIKE).
 type dialect struct {
 	name        string
 	howToCreate string // the end of New's error when the table is missing
 	check       string // fails unless the table and the original's columns exist
 	// migrated counts the indexes of Schema and fails unless its added
-	// columns exist; migrate adds what is missing (see store.migrate).
+	// columns and the identity table exist; migrate adds what is missing
+	// (see store.migrate).
 	migrated string
 	migrate  []string
 	q        [numQueries]string
 	// oneWriter marks SQLite, whose one connection every login waits for:
 	// its statements are prepared once, in New (SQLite spends much of a
-	// short statement compiling it), and concurrent profile upserts share
-	// one transaction (upsertBatcher). PostgreSQL writes in parallel on a
-	// pool, pgx caches prepared statements by itself, and explicit ones
-	// would break behind a transaction-pooling proxy such as PgBouncer.
+	// short statement compiling it), and the statements of concurrent
+	// logins share one transaction (upsertBatcher), which also serialises
+	// them. PostgreSQL writes in parallel on a pool, pgx caches prepared
+	// statements by itself, and explicit ones would break behind a
+	// transaction-pooling proxy such as PgBouncer; there, the logins that
+	// record something new run in a transaction of their own under
+	// advisory locks of their identifiers (see store.serialized).
 	oneWriter bool
 }
 
@@ -64,19 +97,24 @@ type dialect struct {
 type query int
 
 const (
-	qExists query = iota // one row when the user ID exists
-	qFind                // the row of a WeChat user (openid, unionid), one index lookup a branch: see on.resolve
-	qInsert              // adds a user row without a profile; no-op on any conflict
-	qLink                // records openid and unionid on a row that lacks them
-	qUpsert              // adds or updates a user row with its profile
-	qPhone               // records the phone number
-	qUser                // reads a row back
+	qExists      query = iota // one row when the user ID exists
+	qIdentity                 // the user and unionid of an identity (platform, appId, openId): one index lookup
+	qByUnionID                // the users of the identities holding a unionid in a family
+	qLegacy                   // the user an earlier version's columns give an openid and unionid (see on.gather)
+	qByPhone                  // up to two users holding a phone number
+	qInsertUser               // adds a user row with its profile and phone; no-op on any conflict
+	qAddIdentity              // records an identity of a user; no-op on any conflict
+	qSetUnionID               // records an identity's unionid
+	qUpsert                   // adds or updates a user row with its profile
+	qPhone                    // records the phone number
+	qUser                     // reads a row back
+	qIdentities               // reads a user's identities
 	numQueries
 )
 
 // migratedIndexes is how many of Schema's indexes dialect.migrated must
 // count.
-const migratedIndexes = 2
+const migratedIndexes = 5
 
 // addedColumns are the columns mpauthx adds to the original's table.
 var addedColumns = []string{"wxOpenId", "unionId", "phone"}
@@ -85,28 +123,30 @@ var sqliteDialect = dialect{
 	name:        "sqlite3",
 	howToCreate: "create it with mpauthx.Schema, or open the database with mpauthx.OpenSQLite, which does",
 	check:       `SELECT openId, city, country, gender, language, nickName, province FROM user WHERE 0`,
-	migrated: `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('user_wxOpenId', 'user_unionId')
-AND (SELECT count(*) FROM (SELECT wxOpenId, unionId, phone FROM user WHERE 0)) = 0`,
-	migrate: []string{
+	migrated: `SELECT count(*) FROM sqlite_master WHERE type = 'index'
+AND name IN ('user_wxOpenId', 'user_unionId', 'user_phone', 'user_identity_unionId', 'user_identity_userId')
+AND (SELECT count(*) FROM (SELECT wxOpenId, unionId, phone FROM user WHERE 0)) = 0
+AND (SELECT count(*) FROM (SELECT platform, appId, openId, family, unionId, userId FROM user_identity WHERE 0)) = 0`,
+	migrate: append([]string{
 		`ALTER TABLE user ADD COLUMN wxOpenId text`,
 		`ALTER TABLE user ADD COLUMN unionId text`,
 		`ALTER TABLE user ADD COLUMN phone text`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId)`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId)`,
-	},
+		`CREATE UNIQUE INDEX IF NOT EXISTS user_wxOpenId ON user(wxOpenId) WHERE wxOpenId IS NOT NULL`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS user_unionId ON user(unionId) WHERE unionId IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS user_phone ON user(phone) WHERE phone IS NOT NULL`,
+	}, strings.Split(sqliteIdentitySchema, ";\n")...),
 	q: [numQueries]string{
-		qExists: `SELECT 1 FROM user WHERE openId = ?`,
-		qFind: `SELECT openId, wxOpenId IS NULL, unionId IS NULL FROM (
-  SELECT 0 AS r, openId, wxOpenId, unionId FROM user WHERE wxOpenId = ?1
-  UNION ALL SELECT 1, openId, wxOpenId, unionId FROM user WHERE unionId = ?2
-  UNION ALL SELECT 2, openId, wxOpenId, unionId FROM user WHERE openId = ?2
-  UNION ALL SELECT 3, openId, wxOpenId, unionId FROM user WHERE openId = ?1
-) ORDER BY r LIMIT 1`,
-		qInsert: `INSERT INTO user(openId, wxOpenId, unionId) VALUES(?, ?, NULLIF(?, '')) ON CONFLICT DO NOTHING`,
-		qLink: `UPDATE user SET
-wxOpenId = CASE WHEN wxOpenId IS NULL AND NOT EXISTS (SELECT 1 FROM user WHERE wxOpenId = ?2) THEN ?2 ELSE wxOpenId END,
-unionId = CASE WHEN unionId IS NULL AND ?3 <> '' AND NOT EXISTS (SELECT 1 FROM user WHERE unionId = ?3) THEN ?3 ELSE unionId END
-WHERE openId = ?1`,
+		qExists:    `SELECT 1 FROM user WHERE openId = ?`,
+		qIdentity:  `SELECT userId, COALESCE(unionId, '') FROM user_identity WHERE platform = ? AND appId = ? AND openId = ?`,
+		qByUnionID: `SELECT userId FROM user_identity WHERE family = ? AND unionId = ?`,
+		qLegacy: `SELECT COALESCE((SELECT openId FROM user WHERE wxOpenId = ?1), (SELECT openId FROM user WHERE unionId = ?2),
+(SELECT openId FROM user WHERE openId = ?2), (SELECT openId FROM user WHERE openId = ?1))`,
+		qByPhone: `SELECT openId FROM user WHERE phone = ? LIMIT 2`,
+		qInsertUser: `INSERT INTO user(openId, city, country, gender, language, nickName, province, phone)
+VALUES(?, ?, ?, ?, ?, ?, ?, NULLIF(?, '')) ON CONFLICT DO NOTHING`,
+		qAddIdentity: `INSERT INTO user_identity(platform, appId, openId, family, unionId, userId)
+VALUES(?, ?, ?, ?, NULLIF(?, ''), ?) ON CONFLICT DO NOTHING`,
+		qSetUnionID: `UPDATE user_identity SET unionId = ? WHERE platform = ? AND appId = ? AND openId = ?`,
 		qUpsert: `INSERT INTO user(openId, city, country, gender, language, nickName, province)
 VALUES(?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(openId) DO UPDATE SET city = excluded.city, country = excluded.country,
@@ -116,6 +156,7 @@ province = excluded.province`,
 		qUser: `SELECT openId, COALESCE(wxOpenId, ''), COALESCE(unionId, ''), COALESCE(phone, ''),
 COALESCE(nickName, ''), COALESCE(city, ''), COALESCE(province, ''), COALESCE(country, ''),
 COALESCE(language, ''), COALESCE(gender, 0) FROM user WHERE openId = ?`,
+		qIdentities: `SELECT platform, appId, openId, COALESCE(unionId, '') FROM user_identity WHERE userId = ?`,
 	},
 	oneWriter: true,
 }
@@ -124,29 +165,38 @@ var postgresDialect = dialect{
 	name:        "pgx",
 	howToCreate: "create it with mpauthx.PostgresSchema, or open the database with mpauthx.OpenPostgres, which does",
 	check:       `SELECT "openId", "city", "country", "gender", "language", "nickName", "province" FROM "user" WHERE false`,
-	migrated: `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'user'
-AND indexname IN ('user_wxOpenId', 'user_unionId')
-AND NOT EXISTS (SELECT "wxOpenId", "unionId", "phone" FROM "user" WHERE false)`,
-	migrate: []string{
+	// The indexes are those of the tables "user" and "user_identity"
+	// name, resolved through search_path as every query resolves them
+	// (not only in current_schema()).
+	migrated: `SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid IN ('"user"'::regclass, '"user_identity"'::regclass)
+AND c.relname IN ('user_wxOpenId', 'user_unionId', 'user_phone', 'user_identity_unionId', 'user_identity_userId')
+AND NOT EXISTS (SELECT "wxOpenId", "unionId", "phone" FROM "user" WHERE false)
+AND NOT EXISTS (SELECT "platform", "appId", "openId", "family", "unionId", "userId" FROM "user_identity" WHERE false)`,
+	migrate: append([]string{
 		`SELECT pg_advisory_xact_lock(` + postgresSchemaLockSQL + `)`,
+		// What follows is created beside the user table, in the schema
+		// where search_path finds it (for this transaction only).
+		`SELECT set_config('search_path', (SELECT quote_ident(s.nspname) FROM pg_class c
+JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.oid = '"user"'::regclass), true)`,
 		`ALTER TABLE "user" ADD COLUMN IF NOT EXISTS "wxOpenId" text,
 ADD COLUMN IF NOT EXISTS "unionId" text, ADD COLUMN IF NOT EXISTS "phone" text`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId")`,
-		`CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId")`,
-	},
+		`CREATE UNIQUE INDEX IF NOT EXISTS "user_wxOpenId" ON "user"("wxOpenId") WHERE "wxOpenId" IS NOT NULL`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS "user_unionId" ON "user"("unionId") WHERE "unionId" IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS "user_phone" ON "user"("phone") WHERE "phone" IS NOT NULL`,
+	}, strings.Split(postgresIdentitySchema, ";\n")...),
 	q: [numQueries]string{
-		qExists: `SELECT 1 FROM "user" WHERE "openId" = $1`,
-		qFind: `SELECT "openId", "wxOpenId" IS NULL, "unionId" IS NULL FROM (
-  SELECT 0 AS r, "openId", "wxOpenId", "unionId" FROM "user" WHERE "wxOpenId" = $1
-  UNION ALL SELECT 1, "openId", "wxOpenId", "unionId" FROM "user" WHERE "unionId" = $2
-  UNION ALL SELECT 2, "openId", "wxOpenId", "unionId" FROM "user" WHERE "openId" = $2
-  UNION ALL SELECT 3, "openId", "wxOpenId", "unionId" FROM "user" WHERE "openId" = $1
-) AS found ORDER BY r LIMIT 1`,
-		qInsert: `INSERT INTO "user"("openId", "wxOpenId", "unionId") VALUES($1, $2, NULLIF($3, '')) ON CONFLICT DO NOTHING`,
-		qLink: `UPDATE "user" SET
-"wxOpenId" = CASE WHEN "wxOpenId" IS NULL AND NOT EXISTS (SELECT 1 FROM "user" WHERE "wxOpenId" = $2) THEN $2 ELSE "wxOpenId" END,
-"unionId" = CASE WHEN "unionId" IS NULL AND $3 <> '' AND NOT EXISTS (SELECT 1 FROM "user" WHERE "unionId" = $3) THEN $3 ELSE "unionId" END
-WHERE "openId" = $1`,
+		qExists:    `SELECT 1 FROM "user" WHERE "openId" = $1`,
+		qIdentity:  `SELECT "userId", COALESCE("unionId", '') FROM "user_identity" WHERE "platform" = $1 AND "appId" = $2 AND "openId" = $3`,
+		qByUnionID: `SELECT "userId" FROM "user_identity" WHERE "family" = $1 AND "unionId" = $2`,
+		qLegacy: `SELECT COALESCE((SELECT "openId" FROM "user" WHERE "wxOpenId" = $1), (SELECT "openId" FROM "user" WHERE "unionId" = $2),
+(SELECT "openId" FROM "user" WHERE "openId" = $2), (SELECT "openId" FROM "user" WHERE "openId" = $1))`,
+		qByPhone: `SELECT "openId" FROM "user" WHERE "phone" = $1 LIMIT 2`,
+		qInsertUser: `INSERT INTO "user"("openId", "city", "country", "gender", "language", "nickName", "province", "phone")
+VALUES($1, $2, $3, $4, $5, $6, $7, NULLIF($8, '')) ON CONFLICT DO NOTHING`,
+		qAddIdentity: `INSERT INTO "user_identity"("platform", "appId", "openId", "family", "unionId", "userId")
+VALUES($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT DO NOTHING`,
+		qSetUnionID: `UPDATE "user_identity" SET "unionId" = $1 WHERE "platform" = $2 AND "appId" = $3 AND "openId" = $4`,
 		qUpsert: `INSERT INTO "user"("openId", "city", "country", "gender", "language", "nickName", "province")
 VALUES($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLUDED."country",
@@ -156,16 +206,20 @@ ON CONFLICT ("openId") DO UPDATE SET "city" = EXCLUDED."city", "country" = EXCLU
 		qUser: `SELECT "openId", COALESCE("wxOpenId", ''), COALESCE("unionId", ''), COALESCE("phone", ''),
 COALESCE("nickName", ''), COALESCE("city", ''), COALESCE("province", ''), COALESCE("country", ''),
 COALESCE("language", ''), COALESCE("gender", 0) FROM "user" WHERE "openId" = $1`,
+		qIdentities: `SELECT "platform", "appId", "openId", COALESCE("unionId", '') FROM "user_identity" WHERE "userId" = $1`,
 	},
 }
 
-// store is the SQL user table.
+// store is the SQL user and identity tables.
 type store struct {
 	db *sql.DB
 	d  dialect
 	// The dialect's statements, prepared when d.oneWriter (nil otherwise).
 	stmts [numQueries]*sql.Stmt
 	batch *upsertBatcher // nil unless d.oneWriter
+	// linkByPhone is Config.LinkByPhone: a phone login whose identifiers
+	// match nobody finds the user holding the phone number.
+	linkByPhone bool
 }
 
 // dialectFor picks the dialect from the driver behind db.
@@ -206,17 +260,19 @@ func newStore(ctx context.Context, db *sql.DB) (*store, error) {
 }
 
 // migrate adds to a user table of the Node.js original (or of an older
-// mpauthx) the columns and indexes of Schema, keeping every row. A table
-// that has them costs one read and needs no write privilege. Instances
-// starting at once are safe: on PostgreSQL the changes run in one
-// transaction under an advisory lock; on SQLite, which takes one writer at
-// a time, a column another instance added first is no error.
+// mpauthx) the columns, indexes and identity table of Schema, keeping
+// every row: the rows of earlier versions are found through their columns
+// and IDs (see on.gather) and gain their identities at their next login.
+// A table that has them costs one read and needs no write privilege.
+// Instances starting at once are safe: on PostgreSQL the changes run in
+// one transaction under an advisory lock; on SQLite, which takes one
+// writer at a time, a column another instance added first is no error.
 func (s *store) migrate(ctx context.Context) error {
 	if s.isMigrated(ctx) {
 		return nil
 	}
 	fail := func(err error) error {
-		return fmt.Errorf("mpauthx: adding the columns %s and the indexes of mpauthx.Schema to the user table failed (%w); run them as the table's owner: %s",
+		return fmt.Errorf("mpauthx: adding the columns %s, the indexes and the user_identity table of mpauthx.Schema to the user table failed (%w); run them as the table's owner: %s",
 			strings.Join(addedColumns, ", "), err, strings.Join(s.d.migrate, "; "))
 	}
 	if !s.d.oneWriter {
@@ -247,8 +303,8 @@ func (s *store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// isMigrated reports whether the user table has Schema's added columns
-// and indexes.
+// isMigrated reports whether the database has Schema's added columns,
+// indexes and identity table.
 func (s *store) isMigrated(ctx context.Context) bool {
 	var n int
 	err := s.db.QueryRowContext(ctx, s.d.migrated).Scan(&n)
@@ -296,46 +352,17 @@ func (s *store) exists(ctx context.Context, userID string) (bool, error) {
 	return err == nil, err
 }
 
-// login returns the user ID of the person with identity id (see resolve),
-// adding their row if missing, and stores what the login
-// brought: profile (Authorize's, nil for none) and phone ("" for none). On
-// SQLite it all runs in the next group-committed batch (upsertBatcher), so
-// that concurrent logins share one transaction; on PostgreSQL its
-// statements run on the pool.
-func (s *store) login(ctx context.Context, ident Identity, profile *UserInfo, phone string) (string, error) {
-	var userID string
-	work := func(ctx context.Context, o on) error {
-		id, err := o.resolve(ctx, ident.OpenID, ident.UnionID)
-		if err != nil {
-			return err
-		}
-		if profile != nil {
-			if _, err := o.exec(ctx, qUpsert, profileArgs(id, profile)...); err != nil {
-				return err
-			}
-		}
-		if phone != "" {
-			if _, err := o.exec(ctx, qPhone, phone, id); err != nil {
-				return err
-			}
-		}
-		userID = id
-		return nil
+// query runs the query q returning rows: its prepared statement, if any,
+// else q on the pool.
+func (s *store) query(ctx context.Context, q query, args ...any) (*sql.Rows, error) {
+	if st := s.stmts[q]; st != nil {
+		return st.QueryContext(ctx, args...)
 	}
-	var err error
-	if s.batch != nil {
-		err = s.batch.do(ctx, func(ctx context.Context, tx *sql.Tx) error { return work(ctx, on{s: s, tx: tx}) })
-	} else {
-		err = work(ctx, on{s: s})
-	}
-	if err != nil {
-		return "", err // userID may still be written by a batch the caller left
-	}
-	return userID, nil
+	return s.db.QueryContext(ctx, s.d.q[q], args...)
 }
 
-// on is where a store's statements run: the pool, or a batch's
-// transaction when tx is not nil.
+// on is where a store's statements run: the pool, or a transaction (a
+// SQLite batch's, or a serialised PostgreSQL login's) when tx is not nil.
 type on struct {
 	s  *store
 	tx *sql.Tx
@@ -352,6 +379,17 @@ func (o on) queryRow(ctx context.Context, q query, args ...any) *sql.Row {
 	return o.tx.QueryRowContext(ctx, o.s.d.q[q], args...)
 }
 
+// query runs the query q returning rows.
+func (o on) query(ctx context.Context, q query, args ...any) (*sql.Rows, error) {
+	if o.tx == nil {
+		return o.s.query(ctx, q, args...)
+	}
+	if st := o.s.stmts[q]; st != nil {
+		return o.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return o.tx.QueryContext(ctx, o.s.d.q[q], args...)
+}
+
 // exec runs the statement q.
 func (o on) exec(ctx context.Context, q query, args ...any) (sql.Result, error) {
 	if o.tx == nil {
@@ -363,58 +401,6 @@ func (o on) exec(ctx context.Context, q query, args ...any) (sql.Result, error) 
 	return o.tx.ExecContext(ctx, o.s.d.q[q], args...)
 }
 
-// errNoUserRow fails a resolve whose row could be neither found nor
-// created, which the unique openId, wxOpenId and unionId columns rule out
-// unless rows are being deleted at the same time.
-var errNoUserRow = errors.New("mpauthx: the user row could not be created")
-
-// resolve returns the user ID of the WeChat user with openID (and unionID,
-// "" when unknown), adding a row for a new user: one WeChat user has one
-// user ID whichever flow they log in with, and it never changes once the
-// row exists. The row found is, in this order: the one that records
-// openID; the one that records unionID; the one whose user ID is unionID;
-// the one whose user ID is openID (rows of the Node.js original and of an
-// older mpauthx record neither). A new row's user ID is unionID, else
-// openID. openID and unionID are recorded on the row where missing. A
-// returning user whose row records both costs one read.
-func (o on) resolve(ctx context.Context, openID, unionID string) (string, error) {
-	for range 2 {
-		id, lacksOpenID, lacksUnionID, found, err := o.find(ctx, openID, unionID)
-		if err != nil {
-			return "", err
-		}
-		if !found {
-			newID := openID
-			if unionID != "" {
-				newID = unionID
-			}
-			// Any conflict (a row created at the same moment, by this
-			// flow or another) leaves the row to be found next time round.
-			if _, err := o.exec(ctx, qInsert, newID, openID, unionID); err != nil {
-				return "", err
-			}
-			continue
-		}
-		if lacksOpenID || (lacksUnionID && unionID != "") {
-			if _, err := o.exec(ctx, qLink, id, openID, unionID); err != nil {
-				return "", err
-			}
-		}
-		return id, nil
-	}
-	return "", errNoUserRow
-}
-
-// find returns the row resolve picks for openID and unionID, and whether
-// it lacks either.
-func (o on) find(ctx context.Context, openID, unionID string) (id string, lacksOpenID, lacksUnionID, found bool, err error) {
-	err = o.queryRow(ctx, qFind, openID, unionID).Scan(&id, &lacksOpenID, &lacksUnionID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, false, false, nil
-	}
-	return id, lacksOpenID, lacksUnionID, err == nil, err
-}
-
 // profileArgs are the arguments of qUpsert for userID's profile u,
 // normalised (see normalizeProfile).
 func profileArgs(userID string, u *UserInfo) []any {
@@ -422,8 +408,13 @@ func profileArgs(userID string, u *UserInfo) []any {
 	return []any{userID, p.city, p.country, p.gender, p.language, p.nickName, p.province}
 }
 
-// user returns userID's row, found false when there is none.
-func (s *store) user(ctx context.Context, userID string) (u User, found bool, err error) {
+// user returns userID's row with its identities, found false when there
+// is none. OpenID and UnionID are those of the app (platform, appID)
+// reading it: its identity's; else, for a WeChat mini program, the
+// openid an earlier version recorded (wxOpenId, when no identity says it
+// is another app's); the unionid of any identity of the platform's
+// family, else the one an earlier version recorded, for WeChat.
+func (s *store) user(ctx context.Context, userID string, platform Platform, appID string) (u User, found bool, err error) {
 	err = s.queryRow(ctx, qUser, userID).Scan(&u.ID, &u.OpenID, &u.UnionID, &u.Phone,
 		&u.NickName, &u.City, &u.Province, &u.Country, &u.Language, &u.Gender)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -431,6 +422,45 @@ func (s *store) user(ctx context.Context, userID string) (u User, found bool, er
 	}
 	if err != nil {
 		return User{}, false, err
+	}
+	rows, err := s.query(ctx, qIdentities, userID)
+	if err != nil {
+		return User{}, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id Identity
+		if err := rows.Scan(&id.Platform, &id.AppID, &id.OpenID, &id.UnionID); err != nil {
+			return User{}, false, err
+		}
+		u.Identities = append(u.Identities, id)
+	}
+	if err := rows.Err(); err != nil {
+		return User{}, false, err
+	}
+	// Sorted here, bytewise: a database's collation may order text
+	// otherwise.
+	slices.SortFunc(u.Identities, func(a, b Identity) int {
+		return cmp.Or(cmp.Compare(a.Platform, b.Platform), cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.OpenID, b.OpenID))
+	})
+	platform = platform.normalize()
+	legacyOpenID, legacyUnionID := u.OpenID, u.UnionID
+	u.OpenID, u.UnionID = "", ""
+	for _, id := range u.Identities {
+		if id.Platform == platform && id.AppID == appID {
+			u.OpenID, u.UnionID = id.OpenID, id.UnionID
+		}
+	}
+	if u.OpenID == "" && platform == WeChatMiniProgram && !slices.ContainsFunc(u.Identities, func(id Identity) bool { return id.OpenID == legacyOpenID }) {
+		u.OpenID = legacyOpenID
+	}
+	for _, id := range u.Identities {
+		if u.UnionID == "" && id.Platform.family() == platform.family() {
+			u.UnionID = id.UnionID
+		}
+	}
+	if u.UnionID == "" && platform.family() == WeChatMiniProgram.family() {
+		u.UnionID = legacyUnionID
 	}
 	return u, true, nil
 }

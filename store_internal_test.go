@@ -16,9 +16,10 @@ func TestPostgresSchemaLockSQL(t *testing.T) {
 	}
 }
 
-// TestFindUsesIndexes checks that the lookup of a login's row reads the
-// user table through its indexes only: a full scan would make every
-// login's cost grow with the number of users.
+// TestFindUsesIndexes checks that every lookup of a login, of Link and of
+// User reads the tables through their indexes only, with the number of
+// index searches each should make: a full scan would make every login's
+// cost grow with the number of users.
 func TestFindUsesIndexes(t *testing.T) {
 	db, err := OpenSQLite(filepath.Join(t.TempDir(), "plan.db"))
 	if err != nil {
@@ -30,33 +31,47 @@ func TestFindUsesIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close()
-	rows, err := db.Query("EXPLAIN QUERY PLAN "+sqliteDialect.q[qFind], "o-openid", "u-unionid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+	for _, tt := range []struct {
+		q        query
+		args     []any
+		searches int
+	}{
+		{qExists, []any{"o-id"}, 1},
+		{qIdentity, []any{"wechat", "wx-app", "o-openid"}, 1},
+		{qByUnionID, []any{"wechat", "u-unionid"}, 1},
+		{qLegacy, []any{"o-openid", "u-unionid"}, 4},
+		{qByPhone, []any{"13800138000"}, 1},
+		{qUser, []any{"o-id"}, 1},
+		{qIdentities, []any{"o-id"}, 1},
+	} {
+		rows, err := db.Query("EXPLAIN QUERY PLAN "+sqliteDialect.q[tt.q], tt.args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan = append(plan, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	searches := 0
-	for _, d := range plan {
-		if strings.HasPrefix(d, "SCAN user") {
-			t.Errorf("the lookup scans the user table: %q", plan)
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
 		}
-		if strings.HasPrefix(d, "SEARCH user USING") {
-			searches++
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if searches != 4 {
-		t.Errorf("the lookup makes %d index searches, want 4: %q", searches, plan)
+		searches := 0
+		for _, d := range plan {
+			if strings.HasPrefix(d, "SCAN user") {
+				t.Errorf("query %d scans a table: %q", tt.q, plan)
+			}
+			if strings.HasPrefix(d, "SEARCH user") {
+				searches++
+			}
+		}
+		if searches != tt.searches {
+			t.Errorf("query %d makes %d index searches, want %d: %q", tt.q, searches, tt.searches, plan)
+		}
 	}
 }

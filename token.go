@@ -18,7 +18,7 @@ import (
 // Redis holds one key per (userID, Sku):
 //
 //	mpauthx:{<userID>|<sku>}:session  ->  <session>, with the token's TTL
-//	mpauthx:{<userID>|<sku>}:sk       ->  the latest login's session key, sealed, with the same TTL
+//	mpauthx:{<userID>|<sku>}:sks      ->  per AppID, the latest login's session key, sealed, with the same TTL
 //
 // so a user holds at most one live token per Sku, a token is checked with
 // one GET, and the braces make the pair its own Redis Cluster hash slot.
@@ -34,8 +34,9 @@ func (c *Client) makeToken(userID, session string) string {
 }
 
 // ExtractOpenID returns the user ID of a token: the part before the first
-// '|', or "" when there is none. It is the unionId when WeChat gave one,
-// else the openId. It does not check the token.
+// '|', or "" when there is none. For a WeChat mini-program user it is the
+// unionId when WeChat gave one at their first login, else the openId (see
+// User for the others). It does not check the token.
 func (c *Client) ExtractOpenID(token string) string {
 	i := strings.IndexByte(token, '|')
 	if i < 0 {
@@ -132,7 +133,7 @@ func (c *Client) ttlMillis() int64 { return c.ttl.Milliseconds() }
 // CheckSessionKey.
 func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, error) {
 	sealed := c.sealSessionKey(userID, ws)
-	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed)
+	s, err := c.pipe.issue(ctx, c.rdb, c.userKeys(userID), newSession(), c.ttlMillis(), sealed, c.appID)
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
 	}
@@ -144,6 +145,10 @@ func (c *Client) issue(ctx context.Context, userID string, ws session) (Result, 
 // Redis command: at no moment are two tokens live, and at none is there
 // none for a concurrent Authorize to replace. userID must be registered in
 // the user table (StatusUserNotExist otherwise), matched exactly.
+//
+// As with RevokeToken, when the Redis primary has replicas RefreshToken
+// returns the new token only once one of them holds it, so that a
+// failover cannot bring the old token back.
 //
 // RefreshToken trusts its caller: it is a server-side call. Only call it
 // with a user ID your server has authenticated, such as the one the
@@ -164,7 +169,10 @@ func (c *Client) RefreshToken(ctx context.Context, userID string) (Result, error
 	}
 	s := newSession()
 	keys := c.userKeys(userID)
-	err = await(ctx, func() error { return refreshScript.Run(ctx, c.rdb, keys, s, c.ttlMillis()).Err() })
+	err = await(ctx, func() error {
+		_, err := c.runReplicated(ctx, refreshScript, nil, keys, s, c.ttlMillis())
+		return err
+	})
 	c.cache.forget(userID) // at once on this Client, without waiting for Redis's invalidation
 	if err != nil {
 		return c.fail(ctx, c.storageError(ctx, "storing the token failed", err))
@@ -193,15 +201,18 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	}
 	userID, s, ok := c.parse(token)
 	if !ok {
+		c.stats.checked()
 		return false, nil
 	}
 	if c.cache.hit(userID, s) {
+		c.stats.cacheHit()
 		return true, nil
 	}
 	snap := c.cache.snapshot(userID)
 	key := c.sessionKey(userID)
 	cur, found, err := c.checks.get(ctx, key)
 	if err != nil {
+		c.stats.checkFailed()
 		err = c.storageError(ctx, "checking the token failed", err)
 		c.logFailure(ctx, err)
 		return false, err
@@ -210,11 +221,18 @@ func (c *Client) IsTokenValid(ctx context.Context, token string) (bool, error) {
 	if valid {
 		c.cache.learn(snap, key, userID, s)
 	}
+	c.stats.checked()
 	return valid, nil
 }
 
 // RevokeToken ends token at once. Revoking a token that is already gone,
 // empty or malformed is a no-op that returns nil.
+//
+// When the Redis primary has replicas, RevokeToken returns nil only once
+// one of them holds the revocation, so that a failover cannot bring the
+// token back; when none acknowledges it within a second (or ctx's
+// deadline), the error has code StatusDatabaseError, and the token is
+// revoked on the primary all the same. See docs/operations.md.
 func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -225,7 +243,13 @@ func (c *Client) RevokeToken(ctx context.Context, token string) error {
 	}
 	keys := c.userKeys(userID)
 	var deleted int64
-	err := await(ctx, func() (err error) { deleted, err = revokeScript.Run(ctx, c.rdb, keys, s).Int64(); return err })
+	err := await(ctx, func() error {
+		cmd, err := c.runReplicated(ctx, revokeScript, revoked, keys, s)
+		if cmd != nil {
+			deleted, _ = cmd.Int64()
+		}
+		return err
+	})
 	// At once on this Client, without waiting for Redis's invalidation;
 	// deleted is read only once f has returned (err nil). A token that did
 	// not match changed nothing: forgetting the user's live entry then
@@ -275,8 +299,13 @@ func await(ctx context.Context, f func() error) error {
 // timer, and the caller must still see context.DeadlineExceeded.
 //
 // A call that Close overtook, whose Redis client Close shut, fails like
-// any call after Close: with ErrClosed.
+// any call after Close: with ErrClosed. A cause that is an *Error already
+// (the store's refusals: StatusAccountConflict, StatusUserNotExist) is
+// returned as it is.
 func (c *Client) storageError(ctx context.Context, msg string, cause error) *Error {
+	if e, ok := cause.(*Error); ok {
+		return e
+	}
 	end := ctxErr(ctx)
 	if end == nil && c.closed.Load() {
 		return errClosed() // Close shut what the call was using

@@ -153,8 +153,8 @@ func (s *Server) handleDouyinPhoneNumber(w http.ResponseWriter, r *http.Request)
 	if s.fault(w, r, DouyinPhoneNumberPath) {
 		return
 	}
-	if code := s.checkToken(r.Header.Get("access-token")); code != 0 {
-		writeDouyinErr(w, "err_msg", code)
+	if !s.ClientTokenValid(r.Header.Get("access-token")) {
+		writeDouyinErr(w, "err_msg", DouyinErrCodeInvalidToken)
 		return
 	}
 	var req struct {

@@ -122,7 +122,8 @@
 // AuthCallback stands in for), QQ's code2session (Code2SessionPath, like
 // WeChat's) and Douyin's code2session and phone numbers
 // (DouyinCode2SessionPath, DouyinPhoneNumberPath, the data encrypted to
-// the app's PublicKey). A User belongs to one app (User.AppID; "" is the
+// the app's PublicKey) and Alipay's gateway (AlipayGatewayPath, replies
+// signed by the fake Alipay; AlipayPhoneResponse). A User belongs to one app (User.AppID; "" is the
 // first app, NewServer's WeChat mini program), and a code works for its
 // user's app only. Point every Client's APIBase at the Server's URL.
 //
@@ -201,8 +202,9 @@ type Server struct {
 	closeOnce sync.Once
 	requests  atomic.Int64
 
-	tokenRequests atomic.Int64 // stable_token requests
-	forced        atomic.Int64 // forced refreshes made
+	tokenRequests       atomic.Int64 // stable_token requests
+	forced              atomic.Int64 // forced refreshes made
+	clientTokenRequests atomic.Int64 // Douyin's client_token requests
 
 	mu       sync.Mutex
 	apps     map[string]*appState  // by AppID
@@ -219,6 +221,9 @@ type Server struct {
 	forceDay   string                 // the day (Beijing time) forceCount counts
 	forceCount int                    // forced refreshes on forceDay
 	phoneCodes map[string]*phoneState // by phone code
+
+	clientTokens map[string]*clientTokens // Douyin's, by client_key (douyin_token.go)
+	api          apiRoutes                // HandleAPI's handlers (api.go)
 }
 
 // codeState is what the server knows about a login code.
@@ -319,9 +324,7 @@ func NewServer(appID, appSecret string) *Server {
 	for path, e := range endpoints {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { e.handle(s, w, r) })
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.NotFound(w, r)
-	})
+	mux.HandleFunc("/", s.serveAPI) // HandleAPI's paths (api.go), else 404
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
 	return s

@@ -6,6 +6,7 @@
 //
 //	go run ./cmd/mpauthx-bench -redis 127.0.0.1:6379 -users 2000 -prefill 200000 -concurrency 64 -seconds 5
 //	go run ./cmd/mpauthx-bench -redis 127.0.0.1:6379 -local-cache 10000   (Config.LocalCache)
+//	go run ./cmd/mpauthx-bench -cluster 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002   (Redis Cluster)
 //
 // It runs in five phases:
 //
@@ -41,8 +42,10 @@
 // Without -redis it uses an embedded miniredis, which is not a real Redis:
 // the JSON then says "real_redis": false and its figures say little about
 // production. With -redis it uses that server (database -redis-db, password
-// from -redis-password or $MPAUTHX_REDIS_PASSWORD); it writes only keys of a
-// Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sk), each with
+// from -redis-password or $MPAUTHX_REDIS_PASSWORD), and with -cluster the
+// Redis Cluster seeded by those addresses, through a *redis.ClusterClient
+// (the commands Redis ran are then summed over its masters); it writes only
+// keys of a Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sks), each with
 // a TTL, and deletes them at the end, also when interrupted. It never flushes
 // a database.
 //
@@ -128,6 +131,7 @@ type usageError struct{ error }
 // options are the command-line flags.
 type options struct {
 	redisAddr     string
+	cluster       string
 	redisPassword string
 	redisDB       int
 	users         int
@@ -146,6 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("mpauthx-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.redisAddr, "redis", "", "Redis `host:port`; empty: an embedded miniredis (not a real Redis)")
+	fs.StringVar(&o.cluster, "cluster", "", "Redis Cluster seed `addresses`, comma-separated, instead of -redis")
 	fs.StringVar(&o.redisPassword, "redis-password", "", "Redis password (default $"+envPassword+")")
 	fs.IntVar(&o.redisDB, "redis-db", 0, "Redis database `number`")
 	fs.IntVar(&o.users, "users", 2000, "users who log in")
@@ -174,6 +179,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, usageError{errors.New("-redis-db must not be negative")}
 	case o.localCache < 0:
 		return o, usageError{errors.New("-local-cache must not be negative")}
+	case o.cluster != "" && (o.redisAddr != "" || o.redisDB != 0):
+		return o, usageError{errors.New("-cluster excludes -redis and -redis-db")}
 	}
 	if o.redisPassword == "" {
 		o.redisPassword = os.Getenv(envPassword)
@@ -248,8 +255,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Users: o.users, Prefill: o.prefill, Concurrency: o.concurrency, Seconds: o.seconds,
 		LocalCache: o.localCache, FakeProcess: o.fakeProcess,
 	}
-	var rdb *redis.Client
-	if o.redisAddr == "" {
+	var rdb redis.UniversalClient
+	switch {
+	case o.cluster != "":
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(o.cluster, ","), Password: o.redisPassword})
+		rep.Redis = "cluster " + o.cluster
+		rep.RealRedis = true
+	case o.redisAddr == "":
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return fmt.Errorf("starting miniredis: %w", err)
@@ -257,7 +269,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		defer mr.Close()
 		rdb = redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		rep.Redis = "miniredis (embedded, not a real Redis)"
-	} else {
+	default:
 		rdb = redis.NewClient(&redis.Options{Addr: o.redisAddr, Password: o.redisPassword, DB: o.redisDB})
 		rep.Redis = o.redisAddr
 		rep.RealRedis = true
@@ -546,7 +558,7 @@ func makeUsers(wx *fakeWeChat, n int, w *written) ([]user, error) {
 	keys := make([]string, 0, 2*n)
 	for _, u := range users {
 		// A login writes the user's token and sealed session key.
-		keys = append(keys, sessionKey(u.openID, w.sku), "mpauthx:{"+u.openID+"|"+w.sku+"}:sk")
+		keys = append(keys, sessionKey(u.openID, w.sku), "mpauthx:{"+u.openID+"|"+w.sku+"}:sks")
 	}
 	w.add(keys...)
 	return users, nil
@@ -667,7 +679,7 @@ func livePlan(plan []probe) []probe {
 // counted runs phase and adds to its figures the commands Redis ran
 // meanwhile, when Redis reports them (miniredis does not). It fails when
 // ctx ended.
-func counted(ctx context.Context, rdb *redis.Client, phase func() (Phase, int64)) (Phase, int64, error) {
+func counted(ctx context.Context, rdb redis.UniversalClient, phase func() (Phase, int64)) (Phase, int64, error) {
 	before, counting := commandCalls(ctx, rdb)
 	redisCPU0, redisCPUOK := redisCPU(ctx, rdb)
 	cpu0, cpuOK := processCPU()
@@ -695,7 +707,7 @@ func counted(ctx context.Context, rdb *redis.Client, phase func() (Phase, int64)
 
 // redisCPU returns the CPU time Redis has used (used_cpu_sys and
 // used_cpu_user of INFO cpu), and false when Redis does not say.
-func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, bool) {
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) (time.Duration, bool) {
 	info, err := rdb.Info(ctx, "cpu").Result()
 	if err != nil {
 		return 0, false
@@ -718,9 +730,30 @@ func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, bool) {
 }
 
 // commandCalls returns how many commands Redis has run, INFO excepted,
-// from the calls= of INFO commandstats, and false when Redis does not
-// say.
-func commandCalls(ctx context.Context, rdb *redis.Client) (int64, bool) {
+// from the calls= of INFO commandstats (summed over the masters of a
+// Cluster), and false when Redis does not say.
+func commandCalls(ctx context.Context, rdb redis.UniversalClient) (int64, bool) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return nodeCommandCalls(ctx, rdb)
+	}
+	var (
+		mu    sync.Mutex
+		total int64
+		all   = true
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		n, ok := nodeCommandCalls(ctx, node)
+		mu.Lock()
+		total, all = total+n, all && ok
+		mu.Unlock()
+		return nil
+	})
+	return total, err == nil && all
+}
+
+// nodeCommandCalls is commandCalls for one server.
+func nodeCommandCalls(ctx context.Context, rdb redis.UniversalClient) (int64, bool) {
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
 		return 0, false

@@ -7,13 +7,13 @@
 // Usage:
 //
 //	go run ./cmd/mpauthx-demo                        # walk through a login, step by step
-//	go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080 # serve /login, /refresh and /me for curl
+//	go run ./cmd/mpauthx-demo -listen 127.0.0.1:8080 # serve /login, /refresh, /logout and /me for curl
 //	go run ./cmd/mpauthx-demo -redis 127.0.0.1:6379  # use a real Redis instead of miniredis
 //
 // -redis also takes a Redis Cluster: one node's address (the cluster is
 // detected) or several comma-separated seed addresses. On a real Redis the
 // demo only touches keys of its own Sku, mpauthx:{<user>|demo}:session and
-// :sk, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
+// :sks, and those of its app's access token, mpauthx:{app:wx-demo-app}:...,
 // which expire by themselves; the walkthrough revokes the tokens it made.
 //
 // With -listen it serves:
@@ -24,7 +24,10 @@
 //	POST /login/phone  JSON or form body {code, phoneCode}: AuthorizePhone, the
 //	                phone-number login; replies with the Result JSON
 //	POST /refresh   behind the Middleware: rotates the caller's own token
+//	POST /logout    behind the Middleware: revokes the caller's token
 //	GET  /me        behind the Middleware: {"openid": "<user ID>"}
+//	GET  /debug/stats  the Client's Stats as JSON (logins by outcome,
+//	                checks, calls to WeChat, access token renewals)
 //	GET  /dev/code  ?openid=X: registers a fake WeChat user and returns a fresh
 //	                login code with its encryptedData and iv, and a phone code
 //	                (demo only: it stands in for wx.login and the
@@ -86,9 +89,6 @@ const (
 	shutdownGrace  = 5 * time.Second
 	maxLoginBody   = 64 << 10
 	defaultTimeout = 2 * time.Second
-	// errCodeInvalidOpenID is getuserphonenumber's errcode for a phone
-	// code of another user than the login code's.
-	errCodeInvalidOpenID = 40003
 )
 
 func main() {
@@ -196,7 +196,7 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	redisAddr := fs.String("redis", "", "use the Redis at `host:port` instead of an embedded miniredis; a Redis Cluster\nnode is detected, and comma-separated addresses are taken as cluster seeds")
 	fs.StringVar(&o.redisPassword, "redis-password", "", "password of the -redis server (default $"+envPassword+")")
 	fs.DurationVar(&o.redisTimeout, "redis-timeout", defaultTimeout, "how long to wait for the -redis server to answer PING")
-	fs.StringVar(&o.listen, "listen", "", "serve /login, /refresh, /me and /dev/code over HTTP on `host:port` (e.g. 127.0.0.1:8080)\ninstead of walking through a login")
+	fs.StringVar(&o.listen, "listen", "", "serve /login, /refresh, /logout, /me, /debug/stats and /dev/code over HTTP on `host:port` (e.g. 127.0.0.1:8080)\ninstead of walking through a login")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: mpauthx-demo [-listen host:port] [-redis host:port[,host:port...] [-redis-password pw]]\n\n"+
 			"Logs a simulated WeChat user in with mpauthx and prints each step, or with -listen\n"+
@@ -751,13 +751,18 @@ Try it with curl from another terminal:
   NEW=$(curl -s -X POST -H "Authorization: Bearer $TOKEN" {base}/refresh | {response}); echo "$NEW"
   curl -s -H "Authorization: Bearer $TOKEN" {base}/me
   curl -s -H "Authorization: Bearer $NEW" {base}/me
-  # 5. the code-only login (AuthorizeCode), with a form body
+  # 5. log out: the token now gets 401
+  curl -s -X POST -H "Authorization: Bearer $NEW" {base}/logout
+  curl -s -H "Authorization: Bearer $NEW" {base}/me
+  # 6. the code-only login (AuthorizeCode), with a form body
   CODE=$(curl -s '{base}/dev/code?openid=o-bob' | sed -E 's/.*"code":"([^"]*)".*/\1/')
   curl -s --data-urlencode "code=$CODE" {base}/login
-  # 6. the phone-number login (AuthorizePhone): a login code and a phone code
+  # 7. the phone-number login (AuthorizePhone): a login code and a phone code
   curl -s '{base}/dev/code?openid=o-carol' | curl -s -H 'Content-Type: application/json' -d @- {base}/login/phone
-  # 7. the official account's login (AuthURL, a state cookie, the callback); or open {base}/oa/login in a browser
+  # 8. the official account's login (AuthURL, a state cookie, the callback); or open {base}/oa/login in a browser
   curl -s -L -c /tmp/mpauthx-demo-jar -b /tmp/mpauthx-demo-jar '{base}/oa/login?as=oa-o-alice'
+  # 9. the counters: logins by outcome, checks, calls to WeChat
+  curl -s {base}/debug/stats
 `)
 }
 
@@ -767,7 +772,9 @@ func (d *demo) routes() http.Handler {
 	mux.HandleFunc("POST /login", d.handleLogin)
 	mux.HandleFunc("POST /login/phone", d.handleLoginPhone)
 	mux.Handle("POST /refresh", d.c.Middleware(http.HandlerFunc(d.handleRefresh)))
+	mux.Handle("POST /logout", d.c.Middleware(http.HandlerFunc(d.handleLogout)))
 	mux.Handle("GET /me", d.c.Middleware(http.HandlerFunc(d.handleMe)))
+	mux.HandleFunc("GET /debug/stats", d.handleStats)
 	mux.HandleFunc("GET /dev/code", d.handleDevCode)
 	mux.HandleFunc("GET /oa/login", d.handleOALogin)
 	mux.HandleFunc("GET /oa/callback", d.handleOACallback)
@@ -799,7 +806,7 @@ func (d *demo) handleLogin(w http.ResponseWriter, r *http.Request) {
 	} else {
 		res, err = d.c.Authorize(r.Context(), req.Code, req.EncryptedData, req.IV)
 	}
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // handleLoginPhone logs a user in with a login code and a phone code
@@ -810,7 +817,7 @@ func (d *demo) handleLoginPhone(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := d.c.AuthorizePhone(r.Context(), req.Code, req.PhoneCode)
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // readLogin reads a JSON (Content-Type application/json) or form body, or
@@ -855,18 +862,38 @@ func parseLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 // handleRefresh rotates the token of the caller, whom the Middleware has
 // authenticated: a user can only ever refresh their own token.
 func (d *demo) handleRefresh(w http.ResponseWriter, r *http.Request) {
-	userID, ok := mpauthx.OpenIDFromContext(r.Context())
+	userID, ok := mpauthx.UserIDFromContext(r.Context())
 	if !ok {
 		notBehindMiddleware(w)
 		return
 	}
 	res, err := d.c.RefreshToken(r.Context(), userID)
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
+}
+
+// handleLogout revokes the token the caller authenticated with (the
+// Middleware keeps it in the request context). It replies with the Result
+// JSON, without a token.
+func (d *demo) handleLogout(w http.ResponseWriter, r *http.Request) {
+	token, ok := mpauthx.TokenFromContext(r.Context())
+	if !ok {
+		notBehindMiddleware(w)
+		return
+	}
+	err := d.c.RevokeToken(r.Context(), token)
+	writeJSON(w, mpauthx.HTTPStatus(err), mpauthx.ErrorResult(err))
+}
+
+// handleStats replies with the Client's Stats as JSON. A real service
+// would export them as metrics instead (Config.MeterProvider) and keep
+// such a page off the public internet.
+func (d *demo) handleStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.c.Stats())
 }
 
 // handleMe returns the caller's user ID.
 func (d *demo) handleMe(w http.ResponseWriter, r *http.Request) {
-	userID, ok := mpauthx.OpenIDFromContext(r.Context())
+	userID, ok := mpauthx.UserIDFromContext(r.Context())
 	if !ok {
 		notBehindMiddleware(w)
 		return
@@ -953,7 +980,7 @@ func (d *demo) handleOACallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := d.oa.AuthorizeCode(r.Context(), q.Get("code"))
-	writeJSON(w, httpStatus(err), res)
+	writeJSON(w, mpauthx.HTTPStatus(err), res)
 }
 
 // validDemoOpenID keeps /dev/code's user IDs simple enough to paste into
@@ -968,43 +995,6 @@ func validDemoOpenID(s string) bool {
 		}
 	}
 	return true
-}
-
-// httpStatus is the HTTP status for a Client call's error. Mini programs
-// read status_code; the HTTP status is for proxies, logs and curl.
-func httpStatus(err error) int {
-	switch mpauthx.Code(err) {
-	case mpauthx.StatusSuccess:
-		return http.StatusOK
-	case mpauthx.StatusRequiredParamsMissing, mpauthx.StatusOpenIDMismatch, mpauthx.StatusDecryptError:
-		return http.StatusBadRequest
-	case mpauthx.StatusSessionKeyRequestError:
-		var we *mpauthx.WeChatError
-		if errors.As(err, &we) {
-			switch we.ErrCode {
-			case mpauthx.ErrCodeInvalidCode, mpauthx.ErrCodeCodeUsed, mpauthx.ErrCodeHighRiskUser:
-				return http.StatusUnauthorized
-			}
-		}
-		return http.StatusBadGateway
-	case mpauthx.StatusPhoneNumberError:
-		var we *mpauthx.WeChatError
-		if errors.As(err, &we) {
-			switch we.ErrCode {
-			case mpauthx.ErrCodeInvalidCode, mpauthx.ErrCodeCodeUsed, errCodeInvalidOpenID:
-				return http.StatusUnauthorized
-			}
-		}
-		return http.StatusBadGateway
-	case mpauthx.StatusAccessTokenError:
-		return http.StatusBadGateway
-	case mpauthx.StatusUserNotExist:
-		return http.StatusNotFound
-	case mpauthx.StatusDatabaseError:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
 }
 
 // writeJSON sends v as JSON with the HTTP status.

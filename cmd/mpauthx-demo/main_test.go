@@ -265,7 +265,7 @@ func TestListen(t *testing.T) {
 	base, out, stop := listening(t, "127.0.0.1:0")
 	const jsonType = "application/json"
 
-	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/login/phone", base + "/refresh", base + "/me", "curl "} {
+	for _, want := range []string{base + "/dev/code?openid=", base + "/login", base + "/login/phone", base + "/refresh", base + "/logout", base + "/me", base + "/debug/stats", "curl "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("start-up output lacks %q:\n%s", want, out.String())
 		}
@@ -396,6 +396,24 @@ func TestListen(t *testing.T) {
 	// The refresh above must not have rotated anything: newToken still works.
 	if st, _ = call(t, "GET", base+"/me", newToken, "", ""); st != http.StatusOK {
 		t.Errorf("GET /me with the live token after the failures = %d, want 200", st)
+	}
+
+	// Logging out revokes the token the caller authenticated with.
+	if st, res = call(t, "POST", base+"/logout", newToken, "", ""); st != http.StatusOK || statusCode(res) != 1 || res["response"] != "" {
+		t.Errorf("POST /logout = %d %v, want 200 status_code 1", st, res)
+	}
+	if st, me = call(t, "GET", base+"/me", newToken, "", ""); st != http.StatusUnauthorized || statusCode(me) != 6007 {
+		t.Errorf("GET /me after logging out = %d %v, want 401 6007", st, me)
+	}
+	if st, res = call(t, "POST", base+"/logout", newToken, "", ""); st != http.StatusUnauthorized || statusCode(res) != 6007 {
+		t.Errorf("POST /logout again = %d %v, want 401 6007", st, res)
+	}
+
+	// The counters of all the above.
+	st, stats := call(t, "GET", base+"/debug/stats", "", "", "")
+	logins, _ := stats["Logins"].(map[string]any)
+	if st != http.StatusOK || logins["1"] != 3.0 || logins["6008"] != 2.0 || stats["Checks"].(float64) < 8 || stats["PlatformCalls"].(float64) < 8 {
+		t.Errorf("GET /debug/stats = %d %v", st, stats)
 	}
 
 	if err := stop(); err != nil {
@@ -597,10 +615,13 @@ func TestCurlLines(t *testing.T) {
 		`^\{"openid":"o-alice"\}$`,      // 3. /me
 		`^o-alice\|demo\|[A-Z2-7]{26}$`, // 4. NEW
 		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`, //    /me, old token
-		`^\{"openid":"o-alice"\}$`, //    /me, new token
-		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 5. code-only login
-		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 6. phone login
-		`^\{"status_code":1,"status_message":"OK","response":"[^"|]+\|demo\|[A-Z2-7]{26}"\}$`,  // 7. official account
+		`^\{"openid":"o-alice"\}$`,                                                             //    /me, new token
+		`^\{"status_code":1,"status_message":"OK","response":""\}$`,                            // 5. /logout
+		`^\{"status_code":6007,"status_message":"invalid access token","response":""\}$`,       //    /me, logged out
+		`^\{"status_code":1,"status_message":"OK","response":"o-bob\|demo\|[A-Z2-7]{26}"\}$`,   // 6. code-only login
+		`^\{"status_code":1,"status_message":"OK","response":"o-carol\|demo\|[A-Z2-7]{26}"\}$`, // 7. phone login
+		`^\{"status_code":1,"status_message":"OK","response":"[^"|]+\|demo\|[A-Z2-7]{26}"\}$`,  // 8. official account
+		`^\{"Logins":\{"1":\d+\},"Checks":\d+,.*"PlatformCalls":\d+,`,                          // 9. /debug/stats
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("the curl lines printed %d lines, want %d:\n%s", len(lines), len(want), got)

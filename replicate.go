@@ -1,0 +1,168 @@
+package mpauthx
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis replicates asynchronously: a write the primary has acknowledged
+// may not have reached any replica when the primary dies, and the replica
+// promoted in its place then lacks it. For a login that costs a re-login;
+// for a revocation it would bring a token back to life. So RevokeToken
+// and RefreshToken (whose new session ends the old token) wait, once
+// their script has changed something, for one replica to acknowledge the
+// change: WAIT 1 on the connection that ran the script, bounded by
+// replicaAckTimeout and by the call's ctx. Whether the primary has a
+// replica to wait for is read from ROLE, sent in the same round trip as
+// the script, so that a Redis without replicas pays one small reply and
+// is never made to wait. docs/operations.md ("Failover") says what this costs.
+
+// replicaMemory is how long after a Client last saw its primary list a
+// replica it still waits for one: a primary that has just lost its
+// replicas is most likely the old one of a failover, which the replica
+// promoted in its place has left, and whose writes are lost when it
+// becomes that replica's replica in turn (Sentinel demotes it as soon as
+// it sees it, which may take 10 s). A minute is Redis's default
+// repl-timeout, after which a primary drops a silent replica.
+const replicaMemory = time.Minute
+
+// replicaAckTimeout bounds the wait for a replica's acknowledgement:
+// thousands of times what a healthy replica takes (0.2 to 0.4 ms on
+// loopback, see docs/operations.md), and short enough that a stuck
+// replica costs a revocation one second, not a request timeout. A replica that stays silent is dropped by its primary after
+// repl-timeout (60 s by default); from then on ROLE no longer lists it
+// and revocations stop waiting for it.
+const replicaAckTimeout = time.Second
+
+// errNotReplicated is the cause of the 6000 of a RevokeToken or
+// RefreshToken whose change no replica acknowledged in time.
+var errNotReplicated = errors.New("mpauthx: the change is made on the Redis primary, but none of its replicas acknowledged it in time: a failover now could undo it")
+
+// runReplicated runs script on keys with args and returns its reply. When
+// wrote says the script changed something (nil: it always does) and the
+// primary that ran it has a replica online, or had one less than
+// replicaMemory ago as far as c saw, it then waits for one replica to
+// acknowledge the change, and fails with errNotReplicated when none does
+// within replicaAckTimeout (or the ctx's deadline, if sooner).
+//
+// On a *redis.Client (also a Sentinel failover client) the script, ROLE
+// and WAIT go down one connection taken from the client's pool; on a
+// *redis.ClusterClient, down one connection to the master of keys[0]'s
+// slot, or through the ClusterClient (without waiting) when that master
+// redirects it (the slot is moving). A *redis.Ring has no replicas to
+// wait for.
+func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args ...any) (*redis.Cmd, error) {
+	var conn *redis.Conn
+	switch r := c.rdb.(type) {
+	case *redis.Client:
+		conn = ownConn(r)
+	case *redis.ClusterClient:
+		node, err := r.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, err
+		}
+		conn = ownConn(node)
+	default:
+		cmd := script.Run(ctx, c.rdb, keys, args...)
+		return cmd, cmd.Err()
+	}
+	defer conn.Close()
+	cmd, replicas, err := runWithRole(ctx, conn, script, keys, args)
+	if redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") {
+		cmd = script.Run(ctx, c.rdb, keys, args...)
+		return cmd, cmd.Err()
+	}
+	if err != nil || (wrote != nil && !wrote(cmd)) {
+		return cmd, err
+	}
+	if replicas > 0 {
+		c.replicas.saw()
+	} else if !c.replicas.recently() {
+		return cmd, nil
+	}
+	acked, err := conn.Wait(ctx, 1, ackTimeout(ctx)).Result()
+	if err == nil && acked < 1 {
+		err = errNotReplicated
+	}
+	return cmd, err
+}
+
+// ownConn returns a connection of rdb's pool for a sequence of commands,
+// taken through a clone of rdb (WithTimeout, with rdb's own timeouts) so
+// that it has options of its own: go-redis writes to the options of the
+// client a connection is first set up through (when Redis refuses its
+// maintenance-notifications handshake), and Conns of one client share
+// them without a common lock.
+func ownConn(rdb *redis.Client) *redis.Conn {
+	return rdb.WithTimeout(rdb.Options().ReadTimeout).Conn()
+}
+
+// runWithRole sends script (EVALSHA, then EVAL if Redis does not have it
+// cached) and ROLE in one pipeline on conn, and returns the script's
+// reply and the number of replicas ROLE lists: those online, which WAIT
+// counts. A Redis that refuses ROLE (an ACL without it, a proxy, a
+// miniredis) counts as one without replicas.
+func runWithRole(ctx context.Context, conn *redis.Conn, script *redis.Script, keys []string, args []any) (*redis.Cmd, int, error) {
+	var cmd, role *redis.Cmd
+	send := func(eval bool) {
+		_, _ = conn.Pipelined(ctx, func(p redis.Pipeliner) error { // each command keeps its own error
+			if eval {
+				cmd = script.Eval(ctx, p, keys, args...)
+			} else {
+				cmd = script.EvalSha(ctx, p, keys, args...)
+			}
+			role = p.Do(ctx, "role")
+			return nil
+		})
+	}
+	send(false)
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		send(true)
+	}
+	if err := cmd.Err(); err != nil {
+		return cmd, 0, err
+	}
+	r, err := role.Slice()
+	if err != nil || len(r) < 3 || r[0] != "master" {
+		return cmd, 0, nil
+	}
+	replicas, _ := r[2].([]any)
+	return cmd, len(replicas), nil
+}
+
+// ackTimeout is the WAIT timeout for a call with ctx: replicaAckTimeout,
+// or less when ctx's deadline comes first, but never 0 (which WAIT reads
+// as forever).
+func ackTimeout(ctx context.Context) time.Duration {
+	d := replicaAckTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	return max(d, time.Millisecond)
+}
+
+// revoked reports whether revokeScript's reply says it deleted the token.
+func revoked(cmd *redis.Cmd) bool {
+	n, err := cmd.Int64()
+	return err == nil && n != 0
+}
+
+// replicaWatch remembers when a Client last saw its primary list a
+// replica. The zero value has seen none.
+type replicaWatch struct {
+	last atomic.Int64 // Unix nanoseconds; 0: never
+}
+
+// saw records that a primary lists a replica now.
+func (w *replicaWatch) saw() { w.last.Store(time.Now().UnixNano()) }
+
+// recently reports whether a primary listed a replica less than
+// replicaMemory ago.
+func (w *replicaWatch) recently() bool {
+	last := w.last.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < replicaMemory
+}
