@@ -51,13 +51,11 @@ func sessionError(cause error) *Error {
 
 // code2SessionOnce makes one code2session request.
 func (c *Client) code2SessionOnce(ctx context.Context, code string) (session, error) {
-	q := url.Values{
-		"appid":      {c.appID},
-		"secret":     {c.secret},
-		"js_code":    {code},
-		"grant_type": {"authorization_code"},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.sessionURL+"?"+q.Encode(), nil)
+	// The query url.Values.Encode would write (keys sorted), without
+	// building and sorting a map per login.
+	q := "?appid=" + url.QueryEscape(c.appID) + "&grant_type=authorization_code&js_code=" + url.QueryEscape(code) +
+		"&secret=" + url.QueryEscape(c.secret)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.sessionURL+q, nil)
 	if err != nil {
 		return session{}, newError(StatusHTTPRequestError, "cannot build the code2session request", c.redact(err, code))
 	}

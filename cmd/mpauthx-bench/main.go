@@ -14,8 +14,10 @@
 //     into Redis, in the key layout of real tokens, printing progress on
 //     stderr;
 //  2. logins: USERS users log in with Client.Authorize, CONCURRENCY at a
-//     time, against an mpauthxtest fake WeChat on loopback and a SQLite file
-//     in a temporary directory. CONCURRENCY other users log in first,
+//     time, against an mpauthxtest fake WeChat on loopback (in this
+//     process, or with -fake-process in a child process, as
+//     bench/node-login runs it) and a SQLite file in a temporary
+//     directory. CONCURRENCY other users log in first,
 //     untimed, as on a server that has been up for a while: the
 //     connections to WeChat and Redis are open, the Lua script is loaded;
 //  3. checks: CONCURRENCY goroutines call Client.IsTokenValid on the users'
@@ -46,6 +48,14 @@
 // keys of a Sku made up for the run (mpauthx:{...|bench-XXXXXXXXXX}:session and :sks), each with
 // a TTL, and deletes them at the end, also when interrupted. It never flushes
 // a database.
+//
+// With -fake-wechat it measures nothing: it serves the fake WeChat of the
+// logins phase (the same app and users) for bench/node-login, the Node.js
+// original's login, so that both sides log in against the same fake. It
+// prints one JSON line (api_base, appid, secret, users_url: GET
+// users_url?n=N registers N new users and answers, for each, the openid
+// and one login's code, encryptedData and iv), then serves until its
+// stdin ends.
 //
 // Exit status: 0 when the run completed without failures or wrong answers,
 // 1 otherwise, 2 for a bad flag.
@@ -130,6 +140,8 @@ type options struct {
 	seconds       float64
 	localCache    int
 	cpuProfile    string
+	fakeWeChat    bool
+	fakeProcess   bool
 }
 
 // parseFlags parses args.
@@ -147,6 +159,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.seconds, "seconds", 5, "duration of the token checks")
 	fs.IntVar(&o.localCache, "local-cache", 0, "Config.LocalCache: tokens checked in process, kept current by Redis (0: off)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the logins and checks to `file`")
+	fs.BoolVar(&o.fakeWeChat, "fake-wechat", false, "only serve the fake WeChat and its users for another program (bench/node-login), until stdin ends")
+	fs.BoolVar(&o.fakeProcess, "fake-process", false, "run the fake WeChat in a child process (this command with -fake-wechat), as bench/node-login does")
 	if err := fs.Parse(args); err != nil { // also -h: flag.ErrHelp
 		return o, usageError{err}
 	}
@@ -184,6 +198,9 @@ type Report struct {
 	Prefill     int     `json:"prefill"`
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"`
+	// FakeProcess says whether the fake WeChat ran in a child process
+	// (-fake-process) rather than in this one.
+	FakeProcess bool `json:"fake_process"`
 	// LocalCache is the Client's Config.LocalCache.
 	LocalCache int   `json:"local_cache"`
 	Logins     Phase `json:"logins"`
@@ -211,6 +228,13 @@ type Phase struct {
 	// Redis that reports them (not miniredis).
 	RedisCommands   int64   `json:"redis_commands,omitempty"`
 	CommandsPerCall float64 `json:"redis_commands_per_call,omitempty"`
+	// CPUPerCall is the CPU time (user and system, in µs) this process
+	// used during the phase, per call: the client's, and for logins the
+	// fake WeChat's and SQLite's too; RedisCPUPerCall is Redis's, from
+	// INFO cpu (on a Redis that reports it). Unlike the rates, they hardly
+	// depend on what else the machine is running.
+	CPUPerCall      float64 `json:"cpu_us_per_call,omitempty"`
+	RedisCPUPerCall float64 `json:"redis_cpu_us_per_call,omitempty"`
 	Failures        int64   `json:"failures"`
 	Wrong           int64   `json:"wrong"`
 }
@@ -221,12 +245,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	if o.fakeWeChat {
+		return serveFake(ctx, os.Stdin, stdout)
+	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "mpauthx-bench: "+format+"\n", a...) }
 
 	rep := Report{
 		Sku: "bench-" + rand.Text()[:10], GoMaxProcs: runtime.GOMAXPROCS(0),
 		Users: o.users, Prefill: o.prefill, Concurrency: o.concurrency, Seconds: o.seconds,
-		LocalCache: o.localCache,
+		LocalCache: o.localCache, FakeProcess: o.fakeProcess,
 	}
 	var rdb redis.UniversalClient
 	switch {
@@ -263,11 +290,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	defer db.Close()
 
-	wx := mpauthxtest.NewServer(benchAppID, "bench-secret-"+rand.Text())
-	defer wx.Close()
+	var wx *fakeWeChat
+	if o.fakeProcess {
+		wx, err = startFakeProcess(ctx)
+		if err != nil {
+			return err
+		}
+	} else {
+		wx = inProcessFake()
+	}
+	defer wx.close()
 	c, err := mpauthx.New(mpauthx.Config{
-		AppID: wx.AppID, AppSecret: wx.AppSecret, Sku: rep.Sku, TokenTTL: keyTTL,
-		Redis: rdb, DB: db, APIBase: wx.URL, LocalCache: o.localCache,
+		AppID: wx.appID, AppSecret: wx.secret, Sku: rep.Sku, TokenTTL: keyTTL,
+		Redis: rdb, DB: db, APIBase: wx.apiBase, LocalCache: o.localCache,
 	})
 	if err != nil {
 		return err
@@ -294,8 +329,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := prefill(ctx, rdb, w, o.prefill, logf); err != nil {
 		return err
 	}
-	warm := makeUsers(wx, o.concurrency, w)
-	users := makeUsers(wx, o.users, w)
+	warm, err := makeUsers(wx, o.concurrency, w)
+	if err != nil {
+		return err
+	}
+	users, err := makeUsers(wx, o.users, w)
+	if err != nil {
+		return err
+	}
 	// The prefill's pipelines and the users' profiles are garbage now:
 	// collect it before the timed phases rather than during them.
 	runtime.GC()
@@ -314,8 +355,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("warm-up: %d of %d logins failed", warmed.Failures+warmed.Wrong, len(warm))
 	}
 	logf("logging %d users in, %d at a time", o.users, o.concurrency)
-	tokens, logins := login(ctx, c, users, o.concurrency)
-	rep.Logins = logins
+	var tokens []string
+	rep.Logins, _, err = counted(ctx, rdb, func() (p Phase, _ int64) {
+		tokens, p = login(ctx, c, users, o.concurrency)
+		return p, 0
+	})
+	if err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -503,9 +550,25 @@ type user struct {
 
 // makeUsers registers n users with the fake WeChat and prepares one login
 // each (what the mini program would send), outside the timed phase.
-func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
-	users := make([]user, n)
+func makeUsers(wx *fakeWeChat, n int, w *written) ([]user, error) {
+	users, err := wx.newUsers(n)
+	if err != nil {
+		return nil, err
+	}
 	keys := make([]string, 0, 2*n)
+	for _, u := range users {
+		// A login writes the user's token and sealed session key.
+		keys = append(keys, sessionKey(u.openID, w.sku), "mpauthx:{"+u.openID+"|"+w.sku+"}:sks")
+	}
+	w.add(keys...)
+	return users, nil
+}
+
+// newUsers registers n new users with the fake WeChat and prepares one
+// login each: the users of every run, the Node.js harness's included
+// (see serveFake).
+func newUsers(wx *mpauthxtest.Server, n int) []user {
+	users := make([]user, n)
 	for i := range users {
 		u := wx.AddUser(mpauthxtest.User{
 			OpenID: "o" + rand.Text()[:22] + "-" + strconv.Itoa(i), NickName: "bench " + strconv.Itoa(i),
@@ -513,10 +576,7 @@ func makeUsers(wx *mpauthxtest.Server, n int, w *written) []user {
 		})
 		data, iv := wx.UserInfo(u.OpenID)
 		users[i] = user{openID: u.OpenID, code: wx.Code(u.OpenID), data: data, iv: iv, revoke: i%badEvery == 1}
-		// A login writes the user's token and sealed session key.
-		keys = append(keys, sessionKey(u.OpenID, w.sku), "mpauthx:{"+u.OpenID+"|"+w.sku+"}:sks")
 	}
-	w.add(keys...)
 	return users
 }
 
@@ -621,17 +681,52 @@ func livePlan(plan []probe) []probe {
 // ctx ended.
 func counted(ctx context.Context, rdb redis.UniversalClient, phase func() (Phase, int64)) (Phase, int64, error) {
 	before, counting := commandCalls(ctx, rdb)
+	redisCPU0, redisCPUOK := redisCPU(ctx, rdb)
+	cpu0, cpuOK := processCPU()
 	p, n := phase()
+	cpu1, cpuOK1 := processCPU()
 	if err := ctx.Err(); err != nil {
 		return p, n, err
 	}
+	if p.Count == 0 {
+		return p, n, nil
+	}
+	perCall := func(d time.Duration) float64 { return round(float64(d) / 1e3 / float64(p.Count)) }
+	if cpuOK && cpuOK1 {
+		p.CPUPerCall = perCall(cpu1 - cpu0)
+	}
 	if after, ok := commandCalls(ctx, rdb); counting && ok {
 		p.RedisCommands = after - before
-		if p.Count > 0 {
-			p.CommandsPerCall = math.Round(float64(p.RedisCommands)/float64(p.Count)*1e5) / 1e5
-		}
+		p.CommandsPerCall = math.Round(float64(p.RedisCommands)/float64(p.Count)*1e5) / 1e5
+	}
+	if redisCPU1, ok := redisCPU(ctx, rdb); redisCPUOK && ok {
+		p.RedisCPUPerCall = perCall(redisCPU1 - redisCPU0)
 	}
 	return p, n, nil
+}
+
+// redisCPU returns the CPU time Redis has used (used_cpu_sys and
+// used_cpu_user of INFO cpu), and false when Redis does not say.
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) (time.Duration, bool) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, false
+	}
+	var total float64
+	n := 0
+	for line := range strings.Lines(info) {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_sys" && name != "used_cpu_user") {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, false
+		}
+		total += f
+		n++
+	}
+	return time.Duration(total * float64(time.Second)), n == 2
 }
 
 // commandCalls returns how many commands Redis has run, INFO excepted,

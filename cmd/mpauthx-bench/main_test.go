@@ -85,7 +85,7 @@ func TestRun(t *testing.T) {
 				t.Fatalf("stdout is not a JSON object: %v\n%s", err, &stdout)
 			}
 			for _, k := range []string{"redis", "real_redis", "sku", "gomaxprocs", "users", "prefill", "concurrency",
-				"seconds", "local_cache", "logins", "checks", "rechecks", "bad_checks", "keys_left"} {
+				"seconds", "fake_process", "local_cache", "logins", "checks", "rechecks", "bad_checks", "keys_left"} {
 				if _, ok := fields[k]; !ok {
 					t.Errorf("the JSON has no %q", k)
 				}
