@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -557,19 +556,7 @@ func (c *Client) alipayPost(ctx context.Context, code string) ([]byte, error) {
 	if err != nil {
 		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, gateway, hide))
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // let the connection be reused
-		return nil, newError(StatusHTTPError, fmt.Sprintf("Alipay answered HTTP %d", resp.StatusCode), nil)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		return nil, newError(StatusHTTPResponseError, "reading the reply failed", c.redactAPI(err, gateway, hide))
-	}
-	if len(body) > maxBodyBytes {
-		return nil, newError(StatusHTTPResponseError, "reply exceeds 1 MiB", nil)
-	}
-	return body, nil
+	return c.readReply(resp, gateway, hide)
 }
 
 // alipayPhone reads the phone number of a my.getPhoneNumber response for

@@ -101,6 +101,14 @@ func (c *Client) callAPIHeader(ctx context.Context, method, u string, header htt
 	if err != nil {
 		return nil, newError(StatusHTTPRequestError, "request failed", c.redactAPI(err, u, hide))
 	}
+	return c.readReply(resp, u, hide)
+}
+
+// readReply returns the body of the platform's answer resp to a request
+// to u, and closes it: StatusHTTPError for a status other than 200,
+// StatusHTTPResponseError when reading fails or the body exceeds
+// maxBodyBytes. hide is as for callAPI.
+func (c *Client) readReply(resp *http.Response, u string, hide []string) ([]byte, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // let the connection be reused
