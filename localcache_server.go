@@ -154,30 +154,23 @@ func (s *serverRounds) arrived(l *cacheLink, ps *redis.PubSub, payload string) {
 }
 
 // replied records that round seq's replies vouched for the server.
-func (s *serverRounds) replied(seq uint64) {
-	s.mu.Lock()
-	r := &s.rounds[seq%cachePings]
-	ok := r.seq == seq
-	if ok {
-		r.replied = true
-	}
-	done := ok && r.ponged
-	round := *r
-	s.mu.Unlock()
-	if done {
-		s.lc.renew(s.part, round.sent+int64(cacheLease), round.epoch)
-	}
-}
+func (s *serverRounds) replied(seq uint64) { s.mark(seq, false) }
 
 // ponged records that round seq's marker came back over the link.
-func (s *serverRounds) ponged(seq uint64) {
+func (s *serverRounds) ponged(seq uint64) { s.mark(seq, true) }
+
+// mark records one half of round seq (its marker's PONG when pong is
+// set, else its replies) and renews the lease once both are in.
+func (s *serverRounds) mark(seq uint64, pong bool) {
 	s.mu.Lock()
 	r := &s.rounds[seq%cachePings]
 	ok := r.seq == seq
-	if ok {
+	if ok && pong {
 		r.ponged = true
+	} else if ok {
+		r.replied = true
 	}
-	done := ok && r.replied
+	done := ok && r.replied && r.ponged
 	round := *r
 	s.mu.Unlock()
 	if done {
