@@ -3,6 +3,7 @@ package mpauthx
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,7 @@ var errNotReplicated = errors.New("mpauthx: the change is made on the Redis prim
 // runReplicated runs script on keys with args and returns its reply. When
 // wrote says the script changed something (nil: it always does) and the
 // primary that ran it has a replica online, or had one less than
-// replicaMemory ago as far as c saw, it then waits for one replica to
+// replicaMemory ago as far as c saw (on a Cluster, that master itself), it then waits for one replica to
 // acknowledge the change, and fails with errNotReplicated when none does
 // within replicaAckTimeout (or the ctx's deadline, if sooner).
 //
@@ -57,6 +58,7 @@ var errNotReplicated = errors.New("mpauthx: the change is made on the Redis prim
 // wait for.
 func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args ...any) (*redis.Cmd, error) {
 	var conn *redis.Conn
+	var primary string // the key of the primary in c.replicas
 	switch r := c.rdb.(type) {
 	case *redis.Client:
 		conn = ownConn(r)
@@ -65,7 +67,7 @@ func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote 
 		if err != nil {
 			return nil, err
 		}
-		conn = ownConn(node)
+		conn, primary = ownConn(node), node.Options().Addr
 	default:
 		cmd := script.Run(ctx, c.rdb, keys, args...)
 		return cmd, cmd.Err()
@@ -80,8 +82,8 @@ func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote 
 		return cmd, err
 	}
 	if replicas > 0 {
-		c.replicas.saw()
-	} else if !c.replicas.recently() {
+		c.replicas.saw(primary)
+	} else if !c.replicas.recently(primary) {
 		return cmd, nil
 	}
 	acked, err := conn.Wait(ctx, 1, ackTimeout(ctx)).Result()
@@ -151,18 +153,43 @@ func revoked(cmd *redis.Cmd) bool {
 	return err == nil && n != 0
 }
 
-// replicaWatch remembers when a Client last saw its primary list a
-// replica. The zero value has seen none.
+// replicaWatch remembers when a Client last saw a primary list a
+// replica: the primary of a *redis.Client (one at a time, also through
+// Sentinel: the new primary of a failover is remembered as the old one
+// was) under "", and each master of a Cluster under its address, since
+// one master having replicas says nothing of another. The zero value has
+// seen none.
 type replicaWatch struct {
-	last atomic.Int64 // Unix nanoseconds; 0: never
+	last    atomic.Int64 // Unix nanoseconds for ""; 0: never
+	masters sync.Map     // Cluster master address -> *atomic.Int64, as last
 }
 
-// saw records that a primary lists a replica now.
-func (w *replicaWatch) saw() { w.last.Store(time.Now().UnixNano()) }
+// at returns the time of primary, nil when none was ever stored and
+// create is false.
+func (w *replicaWatch) at(primary string, create bool) *atomic.Int64 {
+	if primary == "" {
+		return &w.last
+	}
+	if v, ok := w.masters.Load(primary); ok {
+		return v.(*atomic.Int64)
+	}
+	if !create {
+		return nil
+	}
+	v, _ := w.masters.LoadOrStore(primary, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
 
-// recently reports whether a primary listed a replica less than
+// saw records that primary lists a replica now.
+func (w *replicaWatch) saw(primary string) { w.at(primary, true).Store(time.Now().UnixNano()) }
+
+// recently reports whether primary listed a replica less than
 // replicaMemory ago.
-func (w *replicaWatch) recently() bool {
-	last := w.last.Load()
+func (w *replicaWatch) recently(primary string) bool {
+	t := w.at(primary, false)
+	if t == nil {
+		return false
+	}
+	last := t.Load()
 	return last != 0 && time.Since(time.Unix(0, last)) < replicaMemory
 }
