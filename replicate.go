@@ -53,31 +53,50 @@ var errNotReplicated = errors.New("mpauthx: the change is made on the Redis prim
 // On a *redis.Client (also a Sentinel failover client) the script, ROLE
 // and WAIT go down one connection taken from the client's pool; on a
 // *redis.ClusterClient, down one connection to the master of keys[0]'s
-// slot, or through the ClusterClient (without waiting) when that master
-// redirects it (the slot is moving). A *redis.Ring has no replicas to
-// wait for.
+// slot. When that master answers MOVED (the ClusterClient's slot map is
+// stale, as right after a failover), the map is reloaded and the master
+// it names then is used the same way; only when that one redirects too,
+// or answers ASK (the slot is being migrated), does the script run
+// through the ClusterClient without waiting. A *redis.Ring has no
+// replicas to wait for.
 func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args ...any) (*redis.Cmd, error) {
-	var conn *redis.Conn
-	var primary string // the key of the primary in c.replicas
 	switch r := c.rdb.(type) {
 	case *redis.Client:
-		conn = ownConn(r)
+		return c.runOn(ctx, ownConn(r), "", script, wrote, keys, args)
 	case *redis.ClusterClient:
-		node, err := r.MasterForKey(ctx, keys[0])
-		if err != nil {
-			return nil, err
+		for reloaded := false; ; reloaded = true {
+			node, err := r.MasterForKey(ctx, keys[0])
+			if err != nil {
+				return nil, err
+			}
+			cmd, err := c.runOn(ctx, ownConn(node), node.Options().Addr, script, wrote, keys, args)
+			switch {
+			case redis.HasErrorPrefix(err, "MOVED") && !reloaded:
+				// The ClusterClient's slot map is stale: a failover
+				// made the master a replica, or the slot moved. Reload
+				// it (ForEachMaster reloads before it iterates) and run
+				// on the master it names now, waiting for its replica.
+				if err := r.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }); err != nil {
+					return nil, err
+				}
+				continue
+			case redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK"):
+				cmd = script.Run(ctx, c.rdb, keys, args...)
+				return cmd, cmd.Err()
+			}
+			return cmd, err
 		}
-		conn, primary = ownConn(node), node.Options().Addr
 	default:
 		cmd := script.Run(ctx, c.rdb, keys, args...)
 		return cmd, cmd.Err()
 	}
+}
+
+// runOn is runReplicated on conn, a connection to the primary known in
+// c.replicas as primary; it closes conn.
+func (c *Client) runOn(ctx context.Context, conn *redis.Conn, primary string, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args []any) (*redis.Cmd, error) {
 	defer conn.Close()
 	cmd, replicas, err := runWithRole(ctx, conn, script, keys, args)
-	if redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") {
-		cmd = script.Run(ctx, c.rdb, keys, args...)
-		return cmd, cmd.Err()
-	}
 	if err != nil || (wrote != nil && !wrote(cmd)) {
 		return cmd, err
 	}
