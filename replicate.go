@@ -44,11 +44,14 @@ const replicaAckTimeout = time.Second
 var errNotReplicated = errors.New("mpauthx: the change is made on the Redis primary, but none of its replicas acknowledged it in time: a failover now could undo it")
 
 // runReplicated runs script on keys with args and returns its reply. When
-// wrote says the script changed something (nil: it always does) and the
-// primary that ran it has a replica online, or had one less than
-// replicaMemory ago as far as c saw (on a Cluster, that master itself), it then waits for one replica to
-// acknowledge the change, and fails with errNotReplicated when none does
-// within replicaAckTimeout (or the ctx's deadline, if sooner).
+// the primary that ran it has a replica online, or had one less than
+// replicaMemory ago as far as c saw (on a Cluster, that master itself), it
+// then waits for one replica to acknowledge the change; when wrote says
+// the script changed nothing (nil: it always changes something), it
+// first writes a fence key in keys[0]'s slot, so that the wait covers
+// whatever write made the script's change unneeded. It fails with
+// errNotReplicated when no replica acknowledges within replicaAckTimeout
+// (or the ctx's deadline, if sooner).
 //
 // On a *redis.Client (also a Sentinel failover client) the script, ROLE
 // and WAIT go down one connection taken from the client's pool; on a
@@ -97,13 +100,28 @@ func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote 
 func (c *Client) runOn(ctx context.Context, conn *redis.Conn, primary string, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args []any) (*redis.Cmd, error) {
 	defer conn.Close()
 	cmd, replicas, err := runWithRole(ctx, conn, script, keys, args)
-	if err != nil || (wrote != nil && !wrote(cmd)) {
+	if err != nil {
 		return cmd, err
 	}
 	if replicas > 0 {
 		c.replicas.saw(primary)
 	} else if !c.replicas.recently(primary) {
 		return cmd, nil
+	}
+	if wrote != nil && !wrote(cmd) {
+		// Nothing changed here, but what made it so (this token's
+		// earlier revocation that failed to replicate and is being
+		// retried, a concurrent logout) may not have reached a replica
+		// yet, and WAIT only covers this connection's own writes: one
+		// write of ours, after it in the replication stream, makes WAIT
+		// cover it too. The key shares keys[0]'s slot and expires at once.
+		err := conn.Set(ctx, keys[0]+":fence", "", time.Millisecond).Err()
+		if redis.HasErrorPrefix(err, "MOVED") {
+			return cmd, nil // a Cluster key without a hash tag: another slot
+		}
+		if err != nil {
+			return cmd, err
+		}
 	}
 	acked, err := conn.Wait(ctx, 1, ackTimeout(ctx)).Result()
 	if err == nil && acked < 1 {
