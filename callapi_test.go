@@ -283,3 +283,44 @@ func TestCallAPISecrets(t *testing.T) {
 	}
 	s.check("")
 }
+
+// TestCallAPIPathSmuggling: a path whose query a server could read as
+// carrying a second access_token (a ';' separator, a pair Go's parser
+// skips for a bad escape), whose fragment would swallow the access token
+// CallAPI appends (an empty '#'), or whose dot segments climb out of
+// APIBase's path is refused with 6001 before any request is sent.
+func TestCallAPIPathSmuggling(t *testing.T) {
+	e := newEnv(t, backends()[0], nil)
+	var calls atomic.Int64
+	e.wx.HandleAPI("/wxa/msg_sec_check", func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.WriteString(w, `{"errcode":0}`)
+	})
+	for _, path := range []string{
+		"/wxa/msg_sec_check?lang=zh_CN;access_token=EVIL",
+		"/wxa/msg_sec_check?access_token=EVIL%zz",
+		"/wxa/msg_sec_check?access%5Ftoken=EVIL%zz",
+		"/wxa/msg_sec_check#",
+		"/wxa/msg_sec_check?lang=zh_CN#",
+		"/../cgi-bin/token",
+		"/wxa/../cgi-bin/token",
+		"/wxa/%2e%2e/cgi-bin/token",
+		"/wxa/./msg_sec_check",
+		"/wxa/..\\cgi-bin/token",
+	} {
+		before := calls.Load()
+		err := e.c.CallAPI(bg, http.MethodPost, path, map[string]string{"content": "x"}, nil)
+		if mpauthx.Code(err) != mpauthx.StatusRequiredParamsMissing || mpauthx.HTTPStatus(err) != http.StatusBadRequest {
+			t.Errorf("CallAPI(%q) = %v; want a 6001 (400)", path, err)
+		}
+		if calls.Load() != before {
+			t.Errorf("CallAPI(%q) sent a request", path)
+		}
+	}
+	// Well-formed paths still pass.
+	for _, path := range []string{"/wxa/msg_sec_check", "/wxa/msg_sec_check?lang=zh_CN&x=a%20b", "/wxa/msg_sec_check?"} {
+		if err := e.c.CallAPI(bg, http.MethodPost, path, nil, nil); err != nil {
+			t.Errorf("CallAPI(%q) = %v", path, err)
+		}
+	}
+}

@@ -13,7 +13,8 @@ import (
 //	nil                                          200 OK
 //	6001, 6009, 6011 (the request's data)        400 Bad Request
 //	6007, 6014 (log in again)                    401 Unauthorized
-//	6008 or 6013 around errcode 40029 or 40163   401 (an invalid or used code)
+//	6008 or 6013 around errcode 40029 or 40163   401 (an invalid or used code;
+//	  on Douyin err_no 40018, on Alipay isv.code-invalid)
 //	6013 around errcode 40003                    401 (the phone code is another user's)
 //	6008 around errcode 40226                    403 Forbidden (WeChat blocks the user as high-risk)
 //	6010                                         404 Not Found
@@ -24,8 +25,8 @@ import (
 //	  (6002–6006, 6008, 6012, 6013)
 //	9999 and errors that are not an *Error       500 Internal Server Error
 //
-// A login code that WeChat refuses is the caller's to renew (wx.login
-// again), hence 401; WeChat failing, or refusing the app's credentials,
+// A login code that the platform refuses is the caller's to renew
+// (wx.login again), hence 401; WeChat failing, or refusing the app's credentials,
 // is a bad gateway. StatusUnsupported is 501: the call does not exist on
 // this Client's platform, which is the server's set-up and not the
 // request's fault, and no retry will change it. A call after Close is
@@ -53,11 +54,13 @@ func HTTPStatus(err error) int {
 	case StatusDatabaseError:
 		return http.StatusServiceUnavailable
 	case StatusSessionKeyRequestError, StatusPhoneNumberError:
+		if codeRejected(err) { // WeChat's 40029 and 40163, Douyin's 40018, Alipay's isv.code-invalid
+			return http.StatusUnauthorized
+		}
 		var we *WeChatError
 		if errors.As(err, &we) {
 			switch {
-			case we.ErrCode == ErrCodeInvalidCode, we.ErrCode == ErrCodeCodeUsed,
-				we.ErrCode == errCodeInvalidOpenID && code == StatusPhoneNumberError:
+			case we.ErrCode == errCodeInvalidOpenID && code == StatusPhoneNumberError:
 				return http.StatusUnauthorized
 			case we.ErrCode == ErrCodeHighRiskUser && code == StatusSessionKeyRequestError:
 				return http.StatusForbidden

@@ -148,3 +148,31 @@ func TestMiddlewareContext(t *testing.T) {
 		t.Errorf("closed Client: status %d, want 503", rec.Code)
 	}
 }
+
+// TestHTTPStatusRefusedCodeEveryPlatform: a login or phone code the
+// platform refuses is the caller's to renew on every platform, as on
+// WeChat: 401, not 502 (it was 502 on Douyin and Alipay, so a login
+// button tapped twice counted as the platform failing).
+func TestHTTPStatusRefusedCodeEveryPlatform(t *testing.T) {
+	e := func(code mpauthx.StatusCode, cause error) error {
+		return &mpauthx.Error{Code: code, Message: code.Message(), Err: cause}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"Douyin 6008 around err_no 40018", e(mpauthx.StatusSessionKeyRequestError, &mpauthx.DouyinError{ErrNo: mpauthx.DouyinErrBadCode}), 401},
+		{"Douyin 6013 around err_no 40018", e(mpauthx.StatusPhoneNumberError, &mpauthx.DouyinError{ErrNo: mpauthx.DouyinErrBadCode}), 401},
+		{"Douyin 6008 around another err_no", e(mpauthx.StatusSessionKeyRequestError, &mpauthx.DouyinError{ErrNo: mpauthx.DouyinErrSystem}), 502},
+		{"Alipay 6008 around isv.code-invalid", e(mpauthx.StatusSessionKeyRequestError, &mpauthx.AlipayError{Code: "40002", SubCode: "isv.code-invalid"}), 401},
+		{"Alipay 6013 around isv.code-invalid", e(mpauthx.StatusPhoneNumberError, &mpauthx.AlipayError{Code: "40002", SubCode: "isv.code-invalid"}), 401},
+		{"Alipay 6008 around isv.invalid-signature", e(mpauthx.StatusSessionKeyRequestError, &mpauthx.AlipayError{Code: "40002", SubCode: "isv.invalid-signature"}), 502},
+		{"Alipay 6012 around isv.code-invalid", e(mpauthx.StatusAccessTokenError, &mpauthx.AlipayError{Code: "40002", SubCode: "isv.code-invalid"}), 502},
+	}
+	for _, tt := range tests {
+		if got := mpauthx.HTTPStatus(tt.err); got != tt.want {
+			t.Errorf("%s: HTTPStatus = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel"
@@ -343,8 +344,9 @@ func platformErrorCode(body []byte) (string, bool) {
 	return "", false
 }
 
-// nonZero returns a JSON number or string as text, and whether it is an
-// error code: present and other than 0.
+// nonZero returns a JSON number or string as text (at most 32 bytes,
+// each byte that is not printable ASCII read as '_'), and whether it is
+// an error code: present and other than 0.
 func nonZero(raw json.RawMessage) (string, bool) {
 	s := string(bytes.Trim(bytes.TrimSpace(raw), `"`))
 	if s == "" || s == "0" || s == "null" {
@@ -353,5 +355,13 @@ func nonZero(raw json.RawMessage) (string, bool) {
 	if len(s) > 32 {
 		s = s[:32]
 	}
-	return s, true
+	// Printable ASCII only: the code becomes a span attribute, and a
+	// byte of a cut rune (or any byte that is not UTF-8) would make an
+	// OTLP exporter refuse the span.
+	return strings.Map(func(r rune) rune {
+		if r > ' ' && r < 0x7f {
+			return r
+		}
+		return '_'
+	}, s), true
 }

@@ -31,6 +31,12 @@ func TestPlatformErrorCode(t *testing.T) {
 		{``, "", false},
 		{`{"errcode":40029`, "", false},
 		{`{"errcode":"` + strings.Repeat("9", 100) + `"}`, strings.Repeat("9", 32), true},
+		// What the platform sends becomes an attribute value: printable
+		// ASCII only, so that a cut rune or a control byte cannot make
+		// an exporter refuse the span (OTLP's strings must be UTF-8).
+		{`{"errcode":"` + strings.Repeat("9", 31) + `é"}`, strings.Repeat("9", 31) + "_", true},
+		{"{\"errcode\":\"4\xff2\"}", "4_2", true},
+		{`{"error_response":{"code":"isv.bad-x_1"}}`, "isv.bad-x_1", true},
 	}
 	for _, tt := range tests {
 		code, bad := platformErrorCode([]byte(tt.body))

@@ -3,6 +3,7 @@ package mpauthx
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,46 +44,84 @@ const replicaAckTimeout = time.Second
 var errNotReplicated = errors.New("mpauthx: the change is made on the Redis primary, but none of its replicas acknowledged it in time: a failover now could undo it")
 
 // runReplicated runs script on keys with args and returns its reply. When
-// wrote says the script changed something (nil: it always does) and the
-// primary that ran it has a replica online, or had one less than
-// replicaMemory ago as far as c saw, it then waits for one replica to
-// acknowledge the change, and fails with errNotReplicated when none does
-// within replicaAckTimeout (or the ctx's deadline, if sooner).
+// the primary that ran it has a replica online, or had one less than
+// replicaMemory ago as far as c saw (on a Cluster, that master itself), it
+// then waits for one replica to acknowledge the change; when wrote says
+// the script changed nothing (nil: it always changes something), it
+// first writes a fence key in keys[0]'s slot, so that the wait covers
+// whatever write made the script's change unneeded. It fails with
+// errNotReplicated when no replica acknowledges within replicaAckTimeout
+// (or the ctx's deadline, if sooner).
 //
 // On a *redis.Client (also a Sentinel failover client) the script, ROLE
 // and WAIT go down one connection taken from the client's pool; on a
 // *redis.ClusterClient, down one connection to the master of keys[0]'s
-// slot, or through the ClusterClient (without waiting) when that master
-// redirects it (the slot is moving). A *redis.Ring has no replicas to
-// wait for.
+// slot. When that master answers MOVED (the ClusterClient's slot map is
+// stale, as right after a failover), the map is reloaded and the master
+// it names then is used the same way; only when that one redirects too,
+// or answers ASK (the slot is being migrated), does the script run
+// through the ClusterClient without waiting. A *redis.Ring has no
+// replicas to wait for.
 func (c *Client) runReplicated(ctx context.Context, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args ...any) (*redis.Cmd, error) {
-	var conn *redis.Conn
 	switch r := c.rdb.(type) {
 	case *redis.Client:
-		conn = ownConn(r)
+		return c.runOn(ctx, ownConn(r), "", script, wrote, keys, args)
 	case *redis.ClusterClient:
-		node, err := r.MasterForKey(ctx, keys[0])
-		if err != nil {
-			return nil, err
+		for reloaded := false; ; reloaded = true {
+			node, err := r.MasterForKey(ctx, keys[0])
+			if err != nil {
+				return nil, err
+			}
+			cmd, err := c.runOn(ctx, ownConn(node), node.Options().Addr, script, wrote, keys, args)
+			switch {
+			case redis.HasErrorPrefix(err, "MOVED") && !reloaded:
+				// The ClusterClient's slot map is stale: a failover
+				// made the master a replica, or the slot moved. Reload
+				// it (ForEachMaster reloads before it iterates) and run
+				// on the master it names now, waiting for its replica.
+				if err := r.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }); err != nil {
+					return nil, err
+				}
+				continue
+			case redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK"):
+				cmd = script.Run(ctx, c.rdb, keys, args...)
+				return cmd, cmd.Err()
+			}
+			return cmd, err
 		}
-		conn = ownConn(node)
 	default:
 		cmd := script.Run(ctx, c.rdb, keys, args...)
 		return cmd, cmd.Err()
 	}
+}
+
+// runOn is runReplicated on conn, a connection to the primary known in
+// c.replicas as primary; it closes conn.
+func (c *Client) runOn(ctx context.Context, conn *redis.Conn, primary string, script *redis.Script, wrote func(*redis.Cmd) bool, keys []string, args []any) (*redis.Cmd, error) {
 	defer conn.Close()
 	cmd, replicas, err := runWithRole(ctx, conn, script, keys, args)
-	if redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") {
-		cmd = script.Run(ctx, c.rdb, keys, args...)
-		return cmd, cmd.Err()
-	}
-	if err != nil || (wrote != nil && !wrote(cmd)) {
+	if err != nil {
 		return cmd, err
 	}
 	if replicas > 0 {
-		c.replicas.saw()
-	} else if !c.replicas.recently() {
+		c.replicas.saw(primary)
+	} else if !c.replicas.recently(primary) {
 		return cmd, nil
+	}
+	if wrote != nil && !wrote(cmd) {
+		// Nothing changed here, but what made it so (this token's
+		// earlier revocation that failed to replicate and is being
+		// retried, a concurrent logout) may not have reached a replica
+		// yet, and WAIT only covers this connection's own writes: one
+		// write of ours, after it in the replication stream, makes WAIT
+		// cover it too. The key shares keys[0]'s slot and expires at once.
+		err := conn.Set(ctx, keys[0]+":fence", "", time.Millisecond).Err()
+		if redis.HasErrorPrefix(err, "MOVED") {
+			return cmd, nil // a Cluster key without a hash tag: another slot
+		}
+		if err != nil {
+			return cmd, err
+		}
 	}
 	acked, err := conn.Wait(ctx, 1, ackTimeout(ctx)).Result()
 	if err == nil && acked < 1 {
@@ -151,18 +190,43 @@ func revoked(cmd *redis.Cmd) bool {
 	return err == nil && n != 0
 }
 
-// replicaWatch remembers when a Client last saw its primary list a
-// replica. The zero value has seen none.
+// replicaWatch remembers when a Client last saw a primary list a
+// replica: the primary of a *redis.Client (one at a time, also through
+// Sentinel: the new primary of a failover is remembered as the old one
+// was) under "", and each master of a Cluster under its address, since
+// one master having replicas says nothing of another. The zero value has
+// seen none.
 type replicaWatch struct {
-	last atomic.Int64 // Unix nanoseconds; 0: never
+	last    atomic.Int64 // Unix nanoseconds for ""; 0: never
+	masters sync.Map     // Cluster master address -> *atomic.Int64, as last
 }
 
-// saw records that a primary lists a replica now.
-func (w *replicaWatch) saw() { w.last.Store(time.Now().UnixNano()) }
+// at returns the time of primary, nil when none was ever stored and
+// create is false.
+func (w *replicaWatch) at(primary string, create bool) *atomic.Int64 {
+	if primary == "" {
+		return &w.last
+	}
+	if v, ok := w.masters.Load(primary); ok {
+		return v.(*atomic.Int64)
+	}
+	if !create {
+		return nil
+	}
+	v, _ := w.masters.LoadOrStore(primary, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
 
-// recently reports whether a primary listed a replica less than
+// saw records that primary lists a replica now.
+func (w *replicaWatch) saw(primary string) { w.at(primary, true).Store(time.Now().UnixNano()) }
+
+// recently reports whether primary listed a replica less than
 // replicaMemory ago.
-func (w *replicaWatch) recently() bool {
-	last := w.last.Load()
+func (w *replicaWatch) recently(primary string) bool {
+	t := w.at(primary, false)
+	if t == nil {
+		return false
+	}
+	last := t.Load()
 	return last != 0 && time.Since(time.Unix(0, last)) < replicaMemory
 }

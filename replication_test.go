@@ -392,3 +392,47 @@ func BenchmarkRevokeReplicated(b *testing.B) {
 		})
 	}
 }
+
+// TestRevocationRetryWaits: a RevokeToken retried after it failed with
+// ErrNotReplicated (as docs/operations.md advises) finds the token gone
+// on the primary, but still returns nil only once a replica holds the
+// revocation: it used to return nil at once, the replica still without
+// it. The same for a second logout of a token another call is revoking.
+func TestRevocationRetryWaits(t *testing.T) {
+	s := startReplicated(t)
+	e := newProcEnv(t, redisKinds()[1], s.primary.Addr())
+	u := e.user("retry")
+	tok := e.login(t, u)
+	s.link.setDelay(-1) // the replica hears nothing more
+
+	if err := e.c.RevokeToken(bg, tok); !errors.Is(err, mpauthx.ErrNotReplicated) {
+		t.Fatalf("RevokeToken with a replica that does not answer = %v; want ErrNotReplicated", err)
+	}
+	begin := time.Now()
+	err := e.c.RevokeToken(bg, tok)
+	if mpauthx.Code(err) != mpauthx.StatusDatabaseError || !errors.Is(err, mpauthx.ErrNotReplicated) {
+		t.Fatalf("RevokeToken retried while the replica still does not answer = %v after %v; want a 6000 wrapping ErrNotReplicated", err, time.Since(begin))
+	}
+
+	// Once the replica hears again, the retry succeeds, and the replica
+	// holds the revocation when it does.
+	s.link.setDelay(0)
+	if err := e.c.RevokeToken(bg, tok); err != nil {
+		t.Fatalf("RevokeToken retried once the replica answers: %v", err)
+	}
+	replica := redis.NewClient(&redis.Options{Addr: s.replica.Addr()})
+	t.Cleanup(func() { replica.Close() })
+	if n, err := replica.Exists(bg, e.key(u.OpenID)).Result(); err != nil || n != 0 {
+		t.Errorf("the replica holds the revoked session: %d, %v", n, err)
+	}
+
+	// A token never issued (nothing to revoke, nothing to wait for but
+	// what came before) still returns at once on a healthy replica.
+	begin = time.Now()
+	if err := e.c.RevokeToken(bg, e.login(t, e.user("other"))+"x"); err != nil {
+		t.Fatalf("RevokeToken of an unknown session: %v", err)
+	}
+	if took := time.Since(begin); took > mpauthx.ReplicaAckTimeout/2 {
+		t.Errorf("RevokeToken of an unknown session took %v", took)
+	}
+}

@@ -192,7 +192,9 @@ func apiError(code StatusCode, name string, cause error) *Error {
 // more than once.
 //
 // Its errors are *Errors: StatusRequiredParamsMissing for a path that is
-// empty, not relative to APIBase or carrying its own access_token, or a
+// empty, not relative to APIBase (another host, a '.' or '..' segment, a
+// '#'), carrying its own access_token or a query that is not '&'-separated
+// pairs with valid escapes (a ';' separator, a bad %-escape), or a
 // body that is not JSON-encodable; StatusAccessTokenError when no access
 // token can be had; otherwise StatusHTTPError, wrapping the cause: a
 // *WeChatError for a non-zero errcode (find it with errors.As), an *Error
@@ -244,13 +246,34 @@ func (c *Client) apiURL(path string) (string, string, error) {
 	switch {
 	case path == "":
 		return "", "", newError(StatusRequiredParamsMissing, "path is required", nil)
-	case err != nil || !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || p.Scheme != "" || p.Host != "" || p.Fragment != "":
-		// Anything else could carry the access token to another host.
-		return "", "", newError(StatusRequiredParamsMissing, "path must be an absolute path under APIBase, such as /wxa/msg_sec_check", nil)
-	case p.Query().Has("access_token"):
+	case err != nil || !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || p.Scheme != "" || p.Host != "" ||
+		strings.Contains(path, "#") || dotSegment(p.Path):
+		// Anything else could carry the access token to another host or
+		// out of APIBase's path, or (a fragment, even an empty one) keep
+		// it from being sent.
+		return "", "", newError(StatusRequiredParamsMissing, "path must be an absolute path under APIBase, such as /wxa/msg_sec_check, without '.' or '..' segments or a fragment", nil)
+	}
+	q, err := url.ParseQuery(p.RawQuery)
+	switch {
+	case err != nil:
+		// A pair Go skips (a ';' separator, a bad escape) is one another
+		// server may read, access_token included.
+		return "", "", newError(StatusRequiredParamsMissing, "path's query must be pairs separated by '&', with valid escapes", nil)
+	case q.Has("access_token"):
 		return "", "", newError(StatusRequiredParamsMissing, "path must not carry access_token: CallAPI adds it", nil)
 	}
 	return c.apiBase + path, p.Path, nil
+}
+
+// dotSegment reports whether the (unescaped) path has a "." or ".."
+// segment, with '\' read as '/' as some servers do.
+func dotSegment(path string) bool {
+	for _, seg := range strings.FieldsFunc(path, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeAPIReply checks a CallAPI reply for a non-zero errcode and
