@@ -152,7 +152,7 @@ func TestNoTakeoverByCraftedIDs(t *testing.T) {
 				t.Fatalf("victim = %q", victim)
 			}
 			// The application's own row, holding a Douyin new user's ID.
-			if _, err := s.db.ExecContext(ctx, s.d.q[qInsertUser], "douyin:dd", nil, nil, nil, nil, nil, nil, ""); err != nil {
+			if _, err := s.db.ExecContext(ctx, s.d.q[qInsertUser], "douyin:dd", nil, nil, nil, nil, nil, nil, nil, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			seen := map[string]bool{victim: true, "douyin:dd": true}
